@@ -1,0 +1,98 @@
+"""Audio input: load, check, convert to the model's rate and mono, cut into chunks.
+
+Plain functions on 1-D float32 numpy arrays, in the style of librosa.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from lumina.errors import AudioError, ParameterError
+
+SILENCE_DBFS = -90.0
+"""A file whose overall RMS is below this level is treated as silent."""
+
+
+def rms_dbfs(audio: np.ndarray) -> float:
+    """RMS level of `audio` (shape (n,)) in dB relative to full scale; -inf for digital silence."""
+    if audio.size == 0:
+        return float("-inf")
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample (n,) audio with soxr (deterministic, high quality); returns float32."""
+    if orig_sr == target_sr:
+        return audio.astype(np.float32, copy=False)
+    return soxr.resample(audio.astype(np.float32, copy=False), orig_sr, target_sr, quality="HQ").astype(np.float32)
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int,
+    *,
+    min_duration_s: float = 0.02,
+    allow_silent: bool = False,
+) -> np.ndarray:
+    """Read an audio file as mono float32 at `sample_rate`, shape (n,).
+
+    Stereo is averaged to mono and other rates are resampled. Raises `AudioError` naming the file for a
+    missing, corrupt or unsupported file, non-finite samples, a file shorter than `min_duration_s`
+    (default: one 50 Hz codec frame) and, unless `allow_silent`, a silent file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "file not found", "check the path or the manifest's `path` column")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(
+            path, f"cannot decode audio ({err})", "the file is corrupt or not a format libsndfile reads; "
+            "convert it to WAV or FLAC"
+        ) from err
+    if data.shape[0] == 0:
+        raise AudioError(path, "the file holds no samples", "remove it or replace it with a real recording")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "the file holds NaN or infinite samples", "re-export it")
+    audio = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    audio = resample(audio, int(sr), sample_rate)
+    duration = audio.shape[0] / sample_rate
+    if duration < min_duration_s:
+        raise AudioError(
+            path, f"too short: {duration * 1000:.1f} ms, less than {min_duration_s * 1000:.0f} ms",
+            "the model needs at least one codec frame",
+        )
+    if not allow_silent and rms_dbfs(audio) < SILENCE_DBFS:
+        raise AudioError(path, "silent (RMS below -90 dBFS)", "remove it from the corpus; it carries no music")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write (n,) float audio as 16-bit PCM WAV, clipping to [-1, 1]."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16")
+
+
+def chunk_bounds(n_samples: int, sample_rate: int, chunk_s: float, min_chunk_s: float) -> list[tuple[int, int]]:
+    """Sample ranges [start, stop) of consecutive `chunk_s` windows.
+
+    A shorter tail is kept when it lasts at least `min_chunk_s`; a clip shorter than `min_chunk_s`
+    yields one chunk with all of it.
+    """
+    if chunk_s <= 0 or min_chunk_s < 0:
+        raise ParameterError(f"chunk_s must be > 0 and min_chunk_s >= 0, got {chunk_s}, {min_chunk_s}")
+    size = int(round(chunk_s * sample_rate))
+    min_size = int(round(min_chunk_s * sample_rate))
+    bounds = [
+        (start, min(start + size, n_samples))
+        for start in range(0, n_samples, size)
+        if min(start + size, n_samples) - start >= min_size
+    ]
+    if not bounds and n_samples > 0:
+        bounds = [(0, n_samples)]
+    return bounds

@@ -1,0 +1,1 @@
+"""The generator under attribution: codec + MusicGen, teacher forcing, gradient capture, training."""

@@ -1,0 +1,64 @@
+"""Codes of whole tracks and of their segments, cached on disk per corpus and codec."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lumina.audio import load_audio
+from lumina.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch [start_s, stop_s) of a track; segment-level methods score these as rows."""
+
+    track_id: str
+    start_s: float
+    stop_s: float
+
+
+def encode_tracks(
+    codec, manifest: Manifest, ids: Sequence[str], cache_root: Path, *, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """Codes (K, T) of each track, cached per manifest and codec; interrupted runs keep what was done."""
+    folder = Path(cache_root) / "codes" / f"{manifest.sha256()[:12]}-{codec.identity()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for track in tqdm(list(ids), desc="encoding tracks", disable=not progress):
+        path = folder / f"{track}.npy"
+        if not path.exists():
+            codes = codec.encode(load_audio(manifest.path_of(track), codec.sample_rate))
+            tmp = folder / f"{track}.tmp.npy"
+            np.save(tmp, codes)
+            tmp.replace(path)
+        out[track] = np.load(path)
+    return out
+
+
+
+def cut_segments(
+    codes: dict[str, np.ndarray], track_ids: Sequence[str], frame_rate: float, segment_s: float,
+    min_segment_s: float = 1.0,
+) -> list[Segment]:
+    """Consecutive `segment_s` segments of each track (a shorter tail kept when >= `min_segment_s`; a
+    track shorter than that is one segment)."""
+    size = max(1, int(round(segment_s * frame_rate)))
+    min_size = int(round(min_segment_s * frame_rate))
+    segments = []
+    for track in track_ids:
+        n = codes[track].shape[1]
+        starts = [s for s in range(0, n, size) if min(s + size, n) - s >= min_size] or [0]
+        segments += [Segment(track, s / frame_rate, min(s + size, n) / frame_rate) for s in starts]
+    return segments
+
+
+def segment_codes(codes: dict[str, np.ndarray], segment: Segment, frame_rate: float) -> np.ndarray:
+    """Codes (K, T_seg) of one segment."""
+    start = int(round(segment.start_s * frame_rate))
+    stop = int(round(segment.stop_s * frame_rate))
+    return codes[segment.track_id][:, start:stop]

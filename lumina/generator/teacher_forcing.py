@@ -1,0 +1,76 @@
+"""Teacher forcing (SPEC §1): the delay pattern, its validity mask and the masked cross-entropy loss.
+
+Delay pattern: codebook k is shifted right by k steps, so a clip of T frames becomes S = T + K - 1 steps;
+step s of codebook k holds code (k, s - k) where 0 <= s - k < length, else the special token. The LM input
+is that sequence shifted right by one with the special token as start token; every code is predicted once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from lumina.errors import ParameterError
+
+
+def delay_pattern(
+    codes: torch.Tensor, special: int, lengths: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Codes (B, K, T) → LM inputs (B, K, S), targets (B, K, S) and valid mask (B, K, S), S = T + K - 1.
+
+    `lengths` (B,) gives each clip's number of real frames when a batch is right-padded.
+    """
+    if codes.ndim != 3:
+        raise ParameterError(f"codes must be (batch, codebooks, frames), got shape {tuple(codes.shape)}")
+    b, k, t = codes.shape
+    s = t + k - 1
+    lengths = torch.full((b,), t) if lengths is None else lengths.to(torch.long)
+    delayed = torch.full((b, k, s), special, dtype=torch.long)
+    for q in range(k):
+        delayed[:, q, q : q + t] = codes[:, q]
+    step = torch.arange(s)[None, None, :]
+    delay = torch.arange(k)[None, :, None]
+    valid = (step >= delay) & (step < delay + lengths[:, None, None])
+    delayed = torch.where(valid, delayed, torch.full_like(delayed, special))
+    inputs = torch.cat([torch.full((b, k, 1), special, dtype=torch.long), delayed[:, :, :-1]], dim=2)
+    targets = torch.where(valid, delayed, torch.zeros_like(delayed))
+    return inputs, targets, valid
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    valid: torch.Tensor,
+    codebook_weights: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Per-clip loss Σ(w_k · ce · mask) / Σ mask, shape (B,), from logits (B, K, S, V).
+
+    `codebook_weights` (K,) weight each codebook's term (LUMINA's [0.4, 1.2, 1.3, 1.4]); None = all 1.
+    """
+    b, k, s, v = logits.shape
+    ce = F.cross_entropy(logits.reshape(-1, v).float(), targets.reshape(-1), reduction="none").view(b, k, s)
+    mask = valid.to(ce.dtype)
+    if codebook_weights is not None:
+        if len(codebook_weights) != k:
+            raise ParameterError(f"{len(codebook_weights)} codebook weights for {k} codebooks")
+        ce = ce * torch.tensor(codebook_weights, dtype=ce.dtype)[None, :, None]
+    return (ce * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+
+
+def clip_losses(
+    generator,
+    codes: torch.Tensor,
+    texts: Sequence[str],
+    *,
+    lengths: torch.Tensor | None = None,
+    codebook_weights: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Teacher-forcing loss of each clip, shape (B,): codes (B, K, T) with their descriptions."""
+    if len(texts) != codes.shape[0]:
+        raise ParameterError(f"{len(texts)} descriptions for {codes.shape[0]} clips")
+    inputs, targets, valid = delay_pattern(codes, generator.special_token, lengths)
+    states, mask = generator.encode_text(list(texts))
+    logits = generator.logits(inputs, states, mask)
+    return masked_cross_entropy(logits, targets, valid, codebook_weights)

@@ -1,0 +1,128 @@
+"""The corpus manifest: one row per audio file with its split and known factors (docs/formats.md)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lumina.errors import CorpusError
+
+COLUMNS: dict[str, object] = {
+    "track_id": "",
+    "split": "train",
+    "path": "",
+    "duration_s": float("nan"),
+    "sample_rate": -1,
+    "description": "",
+    "piece": "",
+    "collection": "",
+    "program": -1,
+    "instrument": "",
+    "instrument_family": "",
+    "tempo_factor": 1.0,
+    "transpose": 0,
+    "query_kind": "",
+    "source_ids": "",
+    "variant": "",
+    "offset_s": 0.0,
+}
+SPLITS = ("train", "query", "control")
+QUERY_KINDS = ("near_copy", "composition", "production", "held_out")
+
+
+@dataclass
+class Manifest:
+    """A validated manifest table and the folder its relative paths start from."""
+
+    table: pd.DataFrame
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.table = normalise_table(self.table, self.root)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Manifest:
+        path = Path(path)
+        if not path.exists():
+            raise CorpusError(f"{path}: manifest not found (build the corpus first, or check the path)")
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return cls(table, path.parent)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.table.to_csv(path, index=False)
+
+    def ids(self, split: str) -> list[str]:
+        """Track ids of one split, in manifest order."""
+        return self.table.loc[self.table["split"] == split, "track_id"].tolist()
+
+    @property
+    def train_ids(self) -> list[str]:
+        return self.ids("train")
+
+    @property
+    def query_ids(self) -> list[str]:
+        return self.ids("query")
+
+    @property
+    def control_ids(self) -> list[str]:
+        return self.ids("control")
+
+    def row(self, track_id: str) -> pd.Series:
+        return self.table.loc[self.table["track_id"] == track_id].iloc[0]
+
+    def path_of(self, track_id: str) -> Path:
+        path = Path(self.row(track_id)["path"])
+        return path if path.is_absolute() else self.root / path
+
+    def description_of(self, track_id: str) -> str:
+        return str(self.row(track_id)["description"])
+
+    def sources_of(self, query_id: str) -> list[str]:
+        """Planted source track ids of a query (empty for held-out queries and non-queries)."""
+        text = str(self.row(query_id)["source_ids"])
+        return [s for s in text.split(";") if s]
+
+    def subset(self, track_ids: list[str]) -> Manifest:
+        """The rows of `track_ids`, in that order."""
+        index = self.table.set_index("track_id")
+        missing = [t for t in track_ids if t not in index.index]
+        if missing:
+            raise CorpusError(f"unknown track ids: {missing[:5]}")
+        return Manifest(index.loc[track_ids].reset_index(), self.root)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.table.to_csv(index=False).encode()).hexdigest()
+
+
+def normalise_table(table: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Fill optional columns with defaults, cast types and check ids and splits."""
+    table = table.copy()
+    for required in ("track_id", "path"):
+        if required not in table.columns:
+            raise CorpusError(f"{root}: manifest lacks the required column `{required}`")
+    for name, default in COLUMNS.items():
+        if name not in table.columns:
+            table[name] = default
+    for name, default in COLUMNS.items():
+        if isinstance(default, float):
+            table[name] = pd.to_numeric(table[name], errors="coerce").fillna(default).astype(float)
+        elif isinstance(default, int):
+            table[name] = pd.to_numeric(table[name], errors="coerce").fillna(default).astype(int)
+        else:
+            table[name] = table[name].fillna(default).astype(str)
+    table["split"] = table["split"].replace("", "train")
+    if table["track_id"].eq("").any():
+        raise CorpusError(f"{root}: manifest has rows without a track_id")
+    duplicated = table["track_id"][table["track_id"].duplicated()].tolist()
+    if duplicated:
+        raise CorpusError(f"{root}: duplicated track ids in the manifest: {duplicated[:5]}")
+    bad = sorted(set(table["split"]) - set(SPLITS))
+    if bad:
+        raise CorpusError(f"{root}: unknown split values {bad}; use one of {SPLITS}")
+    if not (table["split"] == "train").any():
+        raise CorpusError(f"{root}: the corpus has no training tracks; nothing can be attributed")
+    return table.reset_index(drop=True)

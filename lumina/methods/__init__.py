@@ -1,0 +1,31 @@
+"""Attribution methods behind one small interface, and the registry keyed by the Hydra `method` name.
+
+A method is a function `run(ctx: RunContext) -> list[ScoreMatrix | NotConfigured]`. The registry maps the
+name to the function's import path, so a method's heavy dependencies load only when it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from lumina.errors import ParameterError
+from lumina.methods.base import NotConfigured, RunContext
+
+METHODS: dict[str, str] = {
+    "clap": "lumina.methods.embedding:run_clap",
+    "mert": "lumina.methods.embedding:run_mert",
+    "embedding": "lumina.methods.embedding:run_embedding",
+}
+"""Method name → `module:function`. Only methods that really exist are listed."""
+
+
+def get_method(name: str) -> Callable[[RunContext], list]:
+    """The `run` function of a registered method."""
+    if name not in METHODS:
+        raise ParameterError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
+    module, function = METHODS[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+__all__ = ["METHODS", "NotConfigured", "RunContext", "get_method"]

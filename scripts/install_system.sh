@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# System packages the harness needs: FluidSynth (renders the embedded corpus) and the FluidR3 GM soundfont
+# (the second soundfont of near-copy queries). Installed with apt-get when missing and we are root.
+set -u
+need=()
+command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing system packages: ${need[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+    echo "error: ${need[*]} missing and not root; install them with your package manager" \
+         "(Debian/Ubuntu: apt-get install ${need[*]}) and run make again" >&2
+    exit 1
+  fi
+else SUDO=""; fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "error: ${need[*]} missing and no apt-get here; install FluidSynth and the FluidR3 GM soundfont" \
+       "with your package manager (macOS: brew install fluid-synth) and run make again" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get install -y --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+  || { $SUDO apt-get update >/dev/null 2>&1 && $SUDO apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; } \
+  || { echo "error: apt-get could not install ${need[*]}; install them by hand and run make again" >&2; exit 1; }

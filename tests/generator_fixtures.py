@@ -1,0 +1,32 @@
+"""Tiny generators for tests: a codec fitted on synthetic tones and a 4-layer MusicGen, built in seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lumina.codecs.embedded import EmbeddedCodec, EmbeddedCodecConfig
+from lumina.generator.model import Generator, LMConfig, build_musicgen
+from lumina.generator.text import WordTokenizer
+
+SR = 32000
+TINY_CODEC = EmbeddedCodecConfig(pitch_codebook_size=8, codebook_size=16, n_mels=32, kmeans_iterations=20)
+TINY_LM = LMConfig(num_layers=4, hidden_size=32, num_heads=2, ffn_dim=64, text_hidden_size=16, text_layers=1,
+                   text_heads=2, max_frames=256)
+DESCRIPTIONS = ["piano bach", "violin folk", "flute bach", "organ palestrina"]
+
+
+def tone(freqs: list[float], seconds: float = 1.0, seed: int = 0) -> np.ndarray:
+    """A sum of harmonic tones with a little noise, shape (n,) at 32 kHz."""
+    t = np.arange(int(seconds * SR)) / SR
+    rng = np.random.default_rng(seed)
+    audio = sum(np.sin(2 * np.pi * f * t) * np.exp(-t % 0.5) for f in freqs) + 0.01 * rng.standard_normal(t.size)
+    return (0.3 * audio / np.abs(audio).max()).astype(np.float32)
+
+
+def tiny_generator(seed: int = 0) -> Generator:
+    audios = [tone([220 * 2 ** (i / 12), 330 * 2 ** (i / 12)], seed=i) for i in range(6)]
+    codec = EmbeddedCodec.fit(audios, TINY_CODEC)
+    tokenizer = WordTokenizer.build(DESCRIPTIONS)
+    model = build_musicgen(TINY_LM, num_codebooks=codec.num_codebooks, cardinality=codec.cardinality,
+                           text_vocab_size=len(tokenizer), seed=seed)
+    return Generator(model, codec, tokenizer)
