@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export OMP_WAIT_POLICY := PASSIVE
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install system demo test lint clean
+.PHONY: install system demo test results lint clean
 
 install: system $(VENV)/.installed
 
@@ -30,6 +30,19 @@ demo: install
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# Every committed table in results/, in dependency order (several hours on 2 cores; each step resumes).
+METHODS := lumina trak gradcos graddot tracin logra factgrass unlearning embedding clap mert
+results: install
+	$(PY) -m experiments.codec_probe
+	for m in $(METHODS); do $(PY) -m experiments.run +method=$$m || exit 1; done
+	for e in madmom-chordfeat madmom-notes; do $(PY) -m experiments.run +method=embedding method.encoder=$$e || exit 1; done
+	$(PY) -m experiments.leaderboard
+	$(PY) -m experiments.subsets
+	$(PY) -m experiments.influence_check
+	$(PY) -m experiments.ground_truth
+	$(PY) -m experiments.self_influence
+	$(PY) -m experiments.causal_verification +method=lumina
 
 lint: install
 	$(PY) -m ruff check .

@@ -57,41 +57,41 @@ def build_musicgen(
     The special token (delay-pattern padding and start token) is `cardinality`, as in MusicGen. The audio
     encoder is a minimal EnCodec the config format requires; the embedded codec replaces it.
     """
-    decoder = MusicgenDecoderConfig(
-        vocab_size=cardinality,
-        max_position_embeddings=lm.max_frames + num_codebooks,
-        num_hidden_layers=lm.num_layers,
-        ffn_dim=lm.ffn_dim,
-        num_attention_heads=lm.num_heads,
-        hidden_size=lm.hidden_size,
-        num_codebooks=num_codebooks,
-        pad_token_id=cardinality,
-        decoder_start_token_id=cardinality,
-        bos_token_id=cardinality,
-        dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        layerdrop=0.0,
-    )
-    text = T5Config(
-        vocab_size=text_vocab_size,
-        d_model=lm.text_hidden_size,
-        d_kv=lm.text_hidden_size // lm.text_heads,
-        d_ff=2 * lm.text_hidden_size,
-        num_layers=lm.text_layers,
-        num_heads=lm.text_heads,
-        dropout_rate=0.0,
-    )
-    placeholder_codec = EncodecConfig(
-        num_filters=2, hidden_size=8, codebook_size=cardinality, codebook_dim=8, upsampling_ratios=[8, 5, 4, 4],
-        num_residual_layers=1, num_lstm_layers=1, sampling_rate=32000, target_bandwidths=[1.5], audio_channels=1,
-    )
-    config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=placeholder_codec.to_dict(),
-                            decoder=decoder.to_dict())
-    torch.manual_seed(seed)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the special token lies outside vocab_size by design, as in MusicGen
     try:
+        decoder = MusicgenDecoderConfig(
+            vocab_size=cardinality,
+            max_position_embeddings=lm.max_frames + num_codebooks,
+            num_hidden_layers=lm.num_layers,
+            ffn_dim=lm.ffn_dim,
+            num_attention_heads=lm.num_heads,
+            hidden_size=lm.hidden_size,
+            num_codebooks=num_codebooks,
+            pad_token_id=cardinality,
+            decoder_start_token_id=cardinality,
+            bos_token_id=cardinality,
+            dropout=0.0,
+            attention_dropout=0.0,
+            activation_dropout=0.0,
+            layerdrop=0.0,
+        )
+        text = T5Config(
+            vocab_size=text_vocab_size,
+            d_model=lm.text_hidden_size,
+            d_kv=lm.text_hidden_size // lm.text_heads,
+            d_ff=2 * lm.text_hidden_size,
+            num_layers=lm.text_layers,
+            num_heads=lm.text_heads,
+            dropout_rate=0.0,
+        )
+        placeholder_codec = EncodecConfig(
+            num_filters=2, hidden_size=8, codebook_size=cardinality, codebook_dim=8, upsampling_ratios=[8, 5, 4, 4],
+            num_residual_layers=1, num_lstm_layers=1, sampling_rate=32000, target_bandwidths=[1.5], audio_channels=1,
+        )
+        config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=placeholder_codec.to_dict(),
+                                decoder=decoder.to_dict())
+        torch.manual_seed(seed)
         return MusicgenForConditionalGeneration(config).eval()
     finally:
         hf_logging.set_verbosity(verbosity)

@@ -13,9 +13,17 @@ from lumina.errors import ParameterError
 from lumina.methods.base import NotConfigured, RunContext
 
 METHODS: dict[str, str] = {
+    "lumina": "lumina.methods.lumina:run",
     "clap": "lumina.methods.embedding:run_clap",
     "mert": "lumina.methods.embedding:run_mert",
     "embedding": "lumina.methods.embedding:run_embedding",
+    "trak": "lumina.methods.gradient:run_trak",
+    "gradcos": "lumina.methods.gradient:run_gradcos",
+    "graddot": "lumina.methods.gradient:run_graddot",
+    "tracin": "lumina.methods.gradient:run_tracin",
+    "logra": "lumina.methods.gradient:run_logra",
+    "factgrass": "lumina.methods.gradient:run_factgrass",
+    "unlearning": "lumina.methods.gradient:run_unlearning",
 }
 """Method name → `module:function`. Only methods that really exist are listed."""
 

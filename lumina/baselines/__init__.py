@@ -1,0 +1,11 @@
+"""Gradient baselines on the MusicGen teacher-forcing loss (SPEC §3): TRAK, Grad-Cos, GradDot, TracIn, LoGra,
+FactGraSS and Fisher-regularised unlearning.
+
+- `data`: training segments and queries as dattri data (tuples of tensors) for the teacher-forcing loss.
+- `task`: the LM as a `torch.func`-friendly module, dattri's `AttributionTask` on it, parameter choices.
+- `gradients`: per-example gradients through dattri, random projections, resumable chunked caches.
+- `inner`: GradDot, Grad-Cos and TracIn (inner products of gradients, over checkpoints).
+- `trak`: TRAK on projected gradients, ensembled over projections or checkpoints.
+- `blockif`: LoGra and FactGraSS through dattri's block-projected influence attributors.
+- `unlearning`: Fisher-regularised gradient ascent on a query and the loss change of every training segment.
+"""

@@ -1,0 +1,123 @@
+"""Per-example gradients, their random projections, and the resumable caches they live in.
+
+Every gradient method reads the same thing: for each item (training segment or query) the gradient of its
+teacher-forcing loss with respect to chosen LM parameters, flattened to (D,). `per_example_gradients` takes
+them as dattri's task does — `vmap(grad(loss_func))` of the same per-example `loss_func` — but over a dict of
+parameter tensors: dattri differentiates with respect to one flat vector sliced into the tensors, whose
+backward writes a full-length vector per tensor and example (30× slower on the embedded model's full LM).
+`example_rows` walks the items batch by batch in length order, reduces each batch's gradients to what the
+method keeps (the gradients, or their inner products with the queries), and saves every batch's result as
+it goes, so an interrupted run resumes from the batches already done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from dattri.func.projection import random_project
+from torch.func import grad, vmap
+from tqdm.auto import tqdm
+
+from lumina.baselines.data import Batch, Item, batches, collate
+from lumina.baselines.task import TeacherForcing, example_loss
+from lumina.errors import LuminaError, ParameterError
+
+
+def digest(payload: object) -> str:
+    """A short stable hash of a JSON-able payload (cache keys)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def item_key(items: Sequence[Item]) -> str:
+    """Hash of the items' codes, texts and masks (part of every cache key)."""
+    h = hashlib.sha256()
+    for item in items:
+        h.update(np.ascontiguousarray(item.codes).tobytes() + item.text.encode() + b"|")
+        if item.keep is not None:
+            h.update(np.packbits(item.keep).tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The array saved at `path` (.npy), or `compute()` saved there atomically first."""
+    if path.exists():
+        return np.load(path)
+    value = np.asarray(compute())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    np.save(tmp, value)
+    tmp.replace(path)
+    return value
+
+
+def parameter_order(module: TeacherForcing, names: Sequence[str]) -> list[str]:
+    """`names` in the module's parameter order: dattri's flattening order, hence its projections' input order."""
+    chosen = set(names)
+    order = [n for n, _ in module.named_parameters() if n in chosen]
+    if len(order) != len(chosen):
+        raise ParameterError(f"not LM parameters: {sorted(chosen - set(order))[:3]}")
+    return order
+
+
+def per_example_gradients(module: TeacherForcing, names: Sequence[str], batch: Batch) -> torch.Tensor:
+    """Gradients (B, D) of each example's loss with respect to the parameters `names` at the module's current
+    weights, flattened in `parameter_order`."""
+    order = parameter_order(module, names)
+    params = {n: p.detach() for n, p in module.named_parameters() if n in set(order)}
+    with torch.no_grad(), warnings.catch_warnings():  # torch.func.grad differentiates inside; nothing outside
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+        grads = vmap(grad(example_loss(module)), in_dims=(None, 0))(params, batch)
+    return torch.cat([grads[n].reshape(grads[n].shape[0], -1) for n in order], dim=1)
+
+
+def example_rows(
+    generator,
+    names: Sequence[str],
+    items: Sequence[Item],
+    reduce: Callable[[torch.Tensor], torch.Tensor],
+    folder: Path | None,
+    *,
+    batch_size: int = 8,
+    desc: str = "gradients",
+    progress: bool = True,
+) -> np.ndarray:
+    """`reduce(G)` of each batch's per-example gradients G (B, D) at the current weights, stacked in item
+    order: (n, r). Batches are cached under `folder` (its name must key the weights, parameters, items and
+    reduction); None caches nothing. Raises LuminaError on a non-finite gradient.
+    """
+    module = TeacherForcing(generator)
+
+    def compute(index: np.ndarray) -> np.ndarray:
+        grads = per_example_gradients(module, names, collate(generator, [items[i] for i in index]))
+        if not torch.isfinite(grads).all():
+            raise LuminaError(f"non-finite gradient in a batch of {len(index)} items")
+        return reduce(grads).numpy()
+
+    out: np.ndarray | None = None
+    for b, index in enumerate(tqdm(batches(items, batch_size), desc=desc, disable=not progress, unit="batch")):
+        rows = (compute(index) if folder is None
+                else cached(folder / f"batch{batch_size}-{b:05d}.npy", lambda index=index: compute(index)))
+        if out is None:
+            out = np.empty((len(items), *rows.shape[1:]), dtype=rows.dtype)
+        out[index] = rows
+    assert out is not None
+    return out
+
+
+def project(features: torch.Tensor, proj_dim: int, seed: int, ensemble_id: int = 0) -> torch.Tensor:
+    """dattri's dense Gaussian projection (n, D) → (n, proj_dim), scaled by 1/sqrt(proj_dim): the same matrix
+    dattri's TRAK and TracIn attributors draw for this seed and ensemble id. `proj_dim` 0 = no projection.
+
+    The matrix is drawn once for all rows (dattri's CPU projector draws it again for every batch).
+    """
+    if proj_dim <= 0:
+        return features
+    projector = random_project(features, features.shape[0], proj_dim=proj_dim, proj_max_batch_size=32,
+                               proj_seed=seed, proj_type="normal", device="cpu")
+    return projector(features, ensemble_id=ensemble_id)

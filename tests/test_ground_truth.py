@@ -1,0 +1,298 @@
+"""Ground truth: LDS on a synthetic linear datamodel, planted-retrieval metrics by hand, and real retrainings
+of a tiny generator on a tiny folder corpus (oracle sign, determinism, resume, the whole command)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from hydra import compose, initialize_config_dir
+from scipy import stats
+
+from experiments import subsets
+from experiments.ground_truth import ground_truth
+from experiments.influence_check import two_way_effect
+from experiments.setup import load_corpus
+from lumina.generator import training
+from lumina.ground_truth import (
+    bootstrap_ci,
+    chance_first_rank,
+    chance_hit_at_k,
+    chance_mrr,
+    chance_pvalues,
+    hit_at_k,
+    lds_per_query,
+    mean_reciprocal_rank,
+    planted_ranks,
+    top_k_precision,
+    track_matrix,
+)
+from lumina.scores import ScoreMatrix, write_run
+from tests.generator_fixtures import tone
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+N_MODELS = 6
+
+
+# -- LDS on a synthetic linear datamodel ------------------------------------------------------------------------
+
+def linear_datamodel(n_train: int = 60, n_queries: int = 12, n_models: int = 200, noise: float = 0.05, seed: int = 0):
+    """Membership (M, N), true effects β (N, Q) and losses (M, Q) = −Σ_{i∈S} β_iq + noise."""
+    rng = np.random.default_rng(seed)
+    beta = rng.standard_normal((n_train, n_queries))
+    membership = np.zeros((n_models, n_train), dtype=bool)
+    for m in range(n_models):
+        membership[m, rng.choice(n_train, n_train // 2, replace=False)] = True
+    losses = -(membership.astype(float) @ beta) + noise * rng.standard_normal((n_models, n_queries))
+    return membership, beta, losses
+
+
+def test_lds_of_exact_attribution_is_near_one_and_of_random_scores_near_zero():
+    membership, beta, losses = linear_datamodel()
+    exact = lds_per_query(beta, membership, losses)
+    assert exact.mean() > 0.98 and exact.min() > 0.95
+    random = [lds_per_query(np.random.default_rng(100 + s).standard_normal(beta.shape), membership, losses).mean()
+              for s in range(5)]
+    assert abs(np.mean(random)) < 0.05
+    assert lds_per_query(-beta, membership, losses).mean() < -0.98  # the sign is the convention's
+
+
+def test_lds_equals_direct_spearman_and_constant_columns_score_zero():
+    membership, beta, losses = linear_datamodel(n_models=40, noise=2.0, seed=1)
+    scores = beta + np.random.default_rng(2).standard_normal(beta.shape)
+    got = lds_per_query(scores, membership, losses)
+    predicted = membership.astype(float) @ scores
+    direct = [stats.spearmanr(predicted[:, q], -losses[:, q]).statistic for q in range(beta.shape[1])]
+    np.testing.assert_allclose(got, direct, atol=1e-6)
+    scores[:, 0] = 0.0
+    assert lds_per_query(scores, membership, losses)[0] == 0.0
+
+
+def test_bootstrap_interval_brackets_the_mean_and_is_reproducible():
+    values = np.random.default_rng(0).normal(0.3, 0.1, size=32)
+    low, high = bootstrap_ci(values, n_resamples=1000, seed=0)
+    assert low < values.mean() < high and high - low < 0.1
+    assert (low, high) == bootstrap_ci(values, n_resamples=1000, seed=0)
+
+
+def test_track_matrix_sums_segments_and_marks_unscored_tracks():
+    scores = np.array([[1.0, 0.0], [2.0, 1.0], [5.0, -1.0]])
+    tau = track_matrix(scores, ["a", "a", "c"], ["a", "b", "c"])
+    np.testing.assert_array_equal(tau[0], [3.0, 1.0])
+    assert np.isnan(tau[1]).all()
+    np.testing.assert_array_equal(tau[2], [5.0, -1.0])
+
+
+# -- planted retrieval by hand ----------------------------------------------------------------------------------
+
+def test_hit_at_k_and_mrr_by_hand():
+    train = [f"t{i}" for i in range(12)]
+    scores = np.zeros((12, 3))
+    scores[:, 0] = np.arange(12)[::-1]          # t0 best … t11 worst; source t2 → rank 3
+    scores[:, 1] = np.arange(12)                # t11 best; sources t0 (rank 12), t9 (rank 3) → 3
+    scores[:, 2] = 1.0                          # all tied: ties go against the source → rank 12
+    sources = [["t2"], ["t0", "t9"], ["t5"]]
+    ranks = planted_ranks(scores, train, sources)
+    np.testing.assert_array_equal(ranks, [3, 3, 12])
+    assert hit_at_k(ranks, 10) == pytest.approx(2 / 3)
+    assert hit_at_k(ranks, 2) == 0.0
+    assert mean_reciprocal_rank(ranks) == pytest.approx((1 / 3 + 1 / 3 + 1 / 12) / 3)
+    np.testing.assert_allclose(top_k_precision(scores, train, sources, 10), [0.1, 0.1, 0.0])
+    scores[0, 0] = np.nan                       # an unscored track ranks last
+    assert planted_ranks(scores, train, sources)[0] == 2
+
+
+def test_chance_levels_by_hand():
+    assert chance_hit_at_k(10, 1, 3) == pytest.approx(0.3)
+    assert chance_hit_at_k(10, 2, 3) == pytest.approx(1 - (8 * 7 * 6) / (10 * 9 * 8))  # no source in the top 3
+    assert chance_mrr(4, 1) == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
+    assert chance_first_rank(20, 3).sum() == pytest.approx(1.0)
+    p_hit, p_mrr = chance_pvalues(np.array([1, 1, 1, 1]), 100, [1, 1, 1, 1], k=10, n_draws=2000)
+    assert p_hit < 0.01 and p_mrr < 0.01
+    p_hit, p_mrr = chance_pvalues(np.array([90, 95, 80, 99]), 100, [1, 1, 1, 1], k=10, n_draws=2000)
+    assert p_hit > 0.5 and p_mrr > 0.5
+
+
+def test_two_way_effect_recovers_a_planted_slope():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, size=(16, 8)).astype(float)
+    y = rng.normal(size=(1, 8)) + rng.normal(size=(16, 1)) - 0.3 * x + 0.05 * rng.standard_normal((16, 8))
+    effect = two_way_effect(y, x)
+    assert effect["effect"] == pytest.approx(-0.3, abs=0.03) and effect["t"] < -10
+    assert effect["dof"] == 16 * 8 - 16 - 8
+    assert math.isnan(two_way_effect(y, np.ones_like(x))["effect"])
+
+
+# -- real retrainings of a tiny generator -----------------------------------------------------------------------
+
+TRAIN = {  # track id → (description, partial frequencies)
+    "t0": ("piano bach", [220, 330]), "t1": ("violin folk", [247, 370]), "t2": ("flute bach", [262, 392]),
+    "t3": ("organ palestrina", [294, 440]), "t4": ("organ palestrina", [330, 494]),
+    "t5": ("violin folk", [349, 523]), "t6": ("piano bach", [392, 587]), "t7": ("flute bach", [440, 660]),
+}
+QUERIES = {  # track id → (kind, sources, description, audio made from)
+    "q_nc_0": ("near_copy", "t0", "piano bach", "t0"), "q_nc_1": ("near_copy", "t5", "violin folk", "t5"),
+    "q_comp_0": ("composition", "t2", "piano bach", [262, 392, 131]),
+    "q_prod_0": ("production", "t3;t4", "organ palestrina", [175, 262]),
+    "q_ho_0": ("held_out", "", "violin bach", [523, 784]),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A folder corpus: 8 training tones, 5 queries (two exact copies of training tracks) and metadata."""
+    root = tmp_path_factory.mktemp("gt_corpus")
+    (root / "train").mkdir()
+    (root / "queries").mkdir()
+    rows = []
+    for i, (track, (text, freqs)) in enumerate(TRAIN.items()):
+        sf.write(root / "train" / f"{track}.wav", tone(freqs, seconds=2.0, seed=i), 32000)
+        rows.append({"track_id": track, "description": text})
+    for i, (track, (kind, src, text, made)) in enumerate(QUERIES.items()):
+        audio = sf.read(root / "train" / f"{made}.wav")[0] if isinstance(made, str) else tone(made, 2.0, seed=20 + i)
+        sf.write(root / "queries" / f"{track}.wav", np.asarray(audio, dtype=np.float32), 32000)
+        rows.append({"track_id": track, "description": text, "query_kind": kind, "source_ids": src})
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return root
+
+
+def tiny_cfg(corpus: Path, outputs: Path, *extra: str):
+    """The ground_truth config on the tiny corpus with a tiny codec, LM and recipe."""
+    overrides = [
+        "data=folder", f"data.path={corpus / 'train'}", f"data.queries={corpus / 'queries'}",
+        f"data.metadata={corpus / 'metadata.csv'}", f"paths.outputs={outputs}", f"paths.results={outputs / 'results'}",
+        "progress=false", "threads=1",
+        "model.codec.pitch_codebook_size=8", "model.codec.codebook_size=16", "model.codec.n_mels=32",
+        "model.codec.kmeans_iterations=20", "model.lm.num_layers=2", "model.lm.hidden_size=32",
+        "model.lm.num_heads=2", "model.lm.ffn_dim=64", "model.lm.text_hidden_size=16", "model.lm.text_layers=1",
+        "model.lm.text_heads=2", "model.lm.max_frames=128", "model.train.epochs=40", "model.train.batch_size=4",
+        "model.train.crop_frames=48", "model.train.lr=0.003", "model.train.warmup_steps=5",
+        "model.train.checkpoints=1", "model.train.resume_every=7", f"ground_truth.n_models={N_MODELS}",
+        "ground_truth.workers=1", "ground_truth.n_bootstrap=200", *extra,
+    ]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="ground_truth", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def study(corpus, tmp_path_factory):
+    cfg = tiny_cfg(corpus, tmp_path_factory.mktemp("gt_out"))
+    manifest = load_corpus(cfg)
+    return cfg, manifest, subsets.study_from_config(cfg, manifest)
+
+
+def test_oracle_that_marks_the_duplicate_gets_positive_lds(study):
+    _, manifest, result = study
+    queries = ["q_nc_0", "q_nc_1"]
+    oracle = np.zeros((len(result.train_ids), 2))
+    for j, q in enumerate(queries):
+        oracle[result.train_ids.index(manifest.sources_of(q)[0]), j] = 1.0
+    lds = lds_per_query(oracle, result.membership, result.loss_of(queries))
+    assert lds.mean() > 0.5, lds
+    assert lds_per_query(-oracle, result.membership, result.loss_of(queries)).mean() < -0.5
+    # the model learns its training set: a track's own loss is lower when it is in the subset
+    train_losses = result.loss_of(result.train_ids)
+    assert np.mean(train_losses[result.membership]) < np.mean(train_losses[~result.membership]) - 0.2
+    assert two_way_effect(train_losses, result.membership.astype(float))["t"] < -3
+
+
+def test_subsets_are_recorded_and_retraining_is_deterministic_in_parallel_workers(study, corpus, tmp_path):
+    cfg, manifest, reference = study
+    plan = json.loads((reference.folder / subsets.PLAN_FILE).read_text())
+    assert plan["subsets"] == reference.subsets and len(reference.subsets) == N_MODELS
+    assert all(len(s) == len(reference.train_ids) // 2 for s in reference.subsets)
+    assert reference.subsets[0] == subsets.draw_subset(reference.train_ids, 0.5, 0, 0)
+    assert [r["subset_seed"] for r in reference.records] == [[0, m] for m in range(N_MODELS)]
+    # same seeds, fresh caches, two spawned worker processes with one thread each → the same bits
+    again_cfg = tiny_cfg(corpus, tmp_path, "ground_truth.n_models=2", "ground_truth.workers=2")
+    again = subsets.study_from_config(again_cfg, load_corpus(again_cfg))
+    assert [r["model_identity"] for r in again.records] == [r["model_identity"] for r in reference.records[:2]]
+    np.testing.assert_array_equal(again.losses, reference.losses[:2])
+    np.testing.assert_array_equal(again.codebook_losses, reference.codebook_losses[:2])
+
+
+def test_interrupted_study_resumes_without_retraining_and_gives_the_same_results(study, corpus, tmp_path,
+                                                                                  monkeypatch):
+    _, _, reference = study
+    cfg = tiny_cfg(corpus, tmp_path, "ground_truth.n_models=3")
+    manifest = load_corpus(cfg)
+    steps = json.loads((Path(reference.records[0]["model_path"]) / "training_record.json").read_text())["steps"]
+    real_crop = training.crop_batch
+    calls = {"n": 0, "kill_at": steps + steps // 2 + 1}
+
+    def counting_crop(codes, starts, frames):
+        if frames == cfg.model.train.crop_frames:  # a training step (evaluation crops whole clips)
+            calls["n"] += 1
+            if calls["n"] == calls["kill_at"]:
+                raise KeyboardInterrupt("killed mid-way through the second model")
+        return real_crop(codes, starts, frames)
+
+    monkeypatch.setattr(training, "crop_batch", counting_crop)
+    with pytest.raises(KeyboardInterrupt):
+        subsets.study_from_config(cfg, manifest)
+    first_json = next((tmp_path / "ground_truth").rglob("m000.json"))
+    stamp = first_json.stat().st_mtime_ns
+    assert not list(first_json.parent.glob("m001.json"))
+    interrupted_calls, calls["n"], calls["kill_at"] = calls["n"] - 1, 0, -1
+    resumed = subsets.study_from_config(cfg, manifest)
+    # the finished model is not trained again; the cut one resumes from its last resume point
+    assert first_json.stat().st_mtime_ns == stamp
+    assert calls["n"] < 2 * steps + cfg.model.train.resume_every - (interrupted_calls - steps)
+    assert calls["n"] + interrupted_calls < 3 * steps + cfg.model.train.resume_every
+    np.testing.assert_array_equal(resumed.losses, reference.losses[:3])
+    assert [r["model_identity"] for r in resumed.records] == [r["model_identity"] for r in reference.records[:3]]
+
+
+def test_ground_truth_command_on_the_tiny_study(study):
+    cfg, manifest, result = study
+    results = Path(cfg.ground_truth.results)
+    runs = Path(cfg.ground_truth.runs)
+    queries = manifest.query_ids
+    train = result.train_ids
+    oracle = np.zeros((len(train), len(queries)))
+    for j, q in enumerate(queries):
+        for s in manifest.sources_of(q):
+            oracle[train.index(s), j] = 1.0
+    noise = np.random.default_rng(0).standard_normal(oracle.shape)
+    board = []
+    for i, (method, setting, scores) in enumerate([
+            ("oracle", "planted", oracle), ("random", "gaussian", noise), ("lumina", "lumina-P", oracle + 0.01 * noise),
+            ("lumina", "lumina-M", noise)]):
+        matrix = ScoreMatrix(scores, train, queries, method=method, setting=setting)
+        write_run(runs / method / setting, {"method": method, "setting": setting}, matrix)
+        # what `python -m experiments.leaderboard` would leave: z per query in the run folder, z̄ in the board
+        z = np.random.default_rng(i).standard_normal((len(queries), 3))
+        pd.DataFrame({"query_id": queries, "stage": "original", "k": 10, "rhythm": z[:, 0], "harmony": z[:, 1],
+                      "timbre": z[:, 2]}).to_csv(runs / method / setting / "aria_queries.csv", index=False)
+        board.append({"method": method, "setting": setting, "rhythm_z": z[:, 0].mean(), "harmony_z": z[:, 1].mean(),
+                      "timbre_z": z[:, 2].mean(), "rank": i + 1})
+    results.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(board).to_csv(cfg.ground_truth.leaderboard, index=False)
+    table = ground_truth(cfg, "python -m experiments.ground_truth <tiny>")
+    written = pd.read_csv(results / "ground_truth.csv")
+    assert list(written.columns[:8]) == ["method", "setting", "lds", "lds_ci_low", "lds_ci_high",
+                                         "near_copy_hit_at_10", "composition_hit_at_10", "production_hit_at_10"]
+    assert len(written) == 4 and (written["command"] == "python -m experiments.ground_truth <tiny>").all()
+    by = table.set_index("setting")
+    assert by.loc["planted", "lds_near_copy"] > 0.5
+    assert by.loc["planted", "near_copy_mrr"] == 1.0 and by.loc["planted", "near_copy_hit_at_10"] == 1.0
+    assert by.loc["planted", "lds_ci_low"] <= by.loc["planted", "lds"] <= by.loc["planted", "lds_ci_high"]
+    channels = pd.read_csv(results / "ground_truth_channels.csv")
+    assert set(channels["kind"]) == {"composition", "production"}
+    assert channels.set_index("kind").loc["composition", "mrr"] == 1.0
+    agreement = pd.read_csv(results / "ground_truth_aria.csv").set_index(["aria", "truth"])
+    kept = written[~written["collapsed"]]
+    assert agreement.loc[("harmony_z", "lds"), "n"] == len(kept) >= 3
+    assert agreement.loc[("harmony_z", "lds"), "spearman"] == pytest.approx(
+        stats.spearmanr(kept["aria_harmony_z"], kept["lds"]).statistic)
+    assert agreement.loc[("rho1", "lds"), "spearman"] == pytest.approx(
+        stats.spearmanr(-kept["rho1"], kept["lds"]).statistic)
+    assert agreement.loc[("timbre_z", "production_precision_at_10 per query"), "n"] == len(kept)
+    readme = (results / "README.md").read_text()
+    assert "python -m experiments.ground_truth <tiny>" in readme and "## Findings" in readme
+    assert (results / "planted_influence.md").is_file()
