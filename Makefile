@@ -23,9 +23,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet -e ".[test]"
 	touch $@
 
+# The demo's leaderboard goes to outputs/leaderboard: results/ holds the committed canonical tables (`make results`).
 demo: install
 	$(PY) -m experiments.run +method=lumina
-	$(PY) -m experiments.leaderboard
+	$(PY) -m experiments.leaderboard leaderboard.results=outputs/leaderboard
+	@echo "demo done: score matrices in outputs/runs/music21-embedded/lumina/, signature database in" \
+	  "outputs/cache/methods/music21-embedded/lumina/, leaderboard and figures in outputs/leaderboard/"
 
 test: install
 	$(PY) -m ruff check .
@@ -38,11 +41,10 @@ results: install
 	for m in $(METHODS); do $(PY) -m experiments.run +method=$$m || exit 1; done
 	for e in madmom-chordfeat madmom-notes; do $(PY) -m experiments.run +method=embedding method.encoder=$$e || exit 1; done
 	$(PY) -m experiments.leaderboard
-	$(PY) -m experiments.subsets
-	$(PY) -m experiments.influence_check
-	$(PY) -m experiments.ground_truth
 	$(PY) -m experiments.self_influence
 	$(PY) -m experiments.causal_verification +method=lumina
+	$(PY) -m experiments.subsets
+	$(PY) -m experiments.ground_truth
 
 lint: install
 	$(PY) -m ruff check .

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from lumina import __version__
 from lumina.audio import load_audio
-from lumina.errors import AudioError, ParameterError
+from lumina.errors import AudioError, GradientError, ParameterError
 from lumina.locking import cache_lock
 from lumina.manifest import Manifest
 from lumina.signatures import (
@@ -216,7 +216,11 @@ def sign_batch(generator, tracks: Sequence[Track], config: SignatureConfig
         except AudioError as err:
             skipped.append((track, str(err)))
             continue
-        grads = track_gradients(generator, audio, track.description, config)
+        try:
+            grads = track_gradients(generator, audio, track.description, config)
+        except GradientError as err:
+            skipped.append((track, f"{track.path}: {err}"))
+            continue
         if isinstance(grads, Skipped):
             skipped.append((track, grads.reason))
         else:

@@ -30,3 +30,7 @@ class CorpusError(LuminaError):
 
 class CheckpointError(LuminaError):
     """A checkpoint directory that is missing, incomplete or unsafe to load."""
+
+
+class GradientError(LuminaError):
+    """A gradient that is not finite (NaN or inf): the audio or the model is broken, not the method."""

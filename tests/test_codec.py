@@ -74,6 +74,33 @@ def test_embedded_codec_shapes_range_and_determinism(tiny_codec, tmp_path):
     assert decoded.shape == (codes.shape[1] * 640,) and np.isfinite(decoded).all() and np.abs(decoded).max() > 0
 
 
+FIT_IN_CHILD = """
+import sys
+from lumina.codecs.embedded import EmbeddedCodec, EmbeddedCodecConfig
+from tests.generator_fixtures import tone
+audios = [tone([110 * 2 ** (i / 7), 165 * 2 ** (i / 5)], seconds=2.0, seed=i) for i in range(12)]
+codec = EmbeddedCodec.fit(audios, EmbeddedCodecConfig(pitch_codebook_size=32, codebook_size=64))
+print(codec.identity(), "".join(map(str, codec.encode(audios[0]).ravel()[:200])))
+"""
+
+
+def test_codec_is_the_same_under_any_thread_environment():
+    """k-means and BLAS results change with their thread counts; the codec fixes its own, so a fit in a
+    process with one thread everywhere and one with several give the same codebooks and codes."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    outputs = []
+    for threads in ("1", "3"):
+        env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+        done = subprocess.run([sys.executable, "-c", FIT_IN_CHILD], cwd=root, env=env, capture_output=True,
+                              text=True, check=True)
+        outputs.append(done.stdout.strip())
+    assert outputs[0] == outputs[1]
+
+
 def test_embedded_codec_reconstructs_most_of_the_mel_variance(tiny_codec):
     audios = [tone([220 * 2 ** (i / 12)], seed=i) for i in range(6)]
     assert tiny_codec.explained_variance(audios) > 0.5

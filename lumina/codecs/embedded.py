@@ -19,8 +19,14 @@ import librosa
 import numpy as np
 from safetensors.numpy import load_file, save_file
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
 from lumina.errors import ParameterError
+
+THREADS = {"blas": 1, "openmp": 2}
+"""Thread counts of the codec's numerical libraries while it fits and encodes. k-means sums and BLAS products
+change in the last bits with the thread count, and k-means amplifies that into other centroids; fixed counts
+make the codec, its codes and everything trained on them the same on any machine and under any environment."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,10 @@ class EmbeddedCodec:
 
     # -- codec ----------------------------------------------------------------------------------------
     def encode(self, audio: np.ndarray) -> np.ndarray:
+        with threadpool_limits(limits=THREADS):
+            return self._encode(audio)
+
+    def _encode(self, audio: np.ndarray) -> np.ndarray:
         chroma, mel = self.frames(audio)
         codes = np.empty((self.num_codebooks, chroma.shape[0]), dtype=np.int64)
         codes[0] = _nearest(chroma, self.chroma_centroids)
@@ -122,7 +132,11 @@ class EmbeddedCodec:
     @classmethod
     def fit(cls, audios: Iterable[np.ndarray], config: EmbeddedCodecConfig | None = None) -> EmbeddedCodec:
         """Fit the codebooks on the frames of `audios` (each (n,) at config.sample_rate)."""
-        config = config or EmbeddedCodecConfig()
+        with threadpool_limits(limits=THREADS):
+            return cls._fit(list(audios), config or EmbeddedCodecConfig())
+
+    @classmethod
+    def _fit(cls, audios: list[np.ndarray], config: EmbeddedCodecConfig) -> EmbeddedCodec:
         feats = [_features(a, config) for a in audios]
         if not feats:
             raise ParameterError("cannot fit a codec on no audio")

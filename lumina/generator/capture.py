@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import torch
 
-from lumina.errors import LuminaError, ParameterError
+from lumina.errors import GradientError, ParameterError
 from lumina.generator.teacher_forcing import clip_losses
 
 LUMINA_TENSORS = (
@@ -83,7 +83,7 @@ def capture_gradients(
 ) -> dict[str, torch.Tensor]:
     """Gradients of the mean teacher-forcing loss of a batch (codes (B, K, T)) for the parameters `names`.
 
-    Raises LuminaError when a gradient is not finite (the audio or the model is broken, not the method).
+    Raises GradientError when a gradient is not finite (the audio or the model is broken, not the method).
     """
     with only_requiring_grad(generator.model, names) as params, torch.enable_grad():
         loss = clip_losses(generator, codes, texts, lengths=lengths, codebook_weights=codebook_weights).mean()
@@ -92,7 +92,7 @@ def capture_gradients(
     for name, param, grad in zip(names, params, grads, strict=True):
         grad = torch.zeros_like(param) if grad is None else grad.detach()
         if not torch.isfinite(grad).all():
-            raise LuminaError(f"non-finite gradient for {name} (loss {float(loss):.4g})")
+            raise GradientError(f"non-finite gradient for {name} (loss {float(loss.detach()):.4g})")
         out[name] = grad
     return out
 

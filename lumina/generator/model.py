@@ -42,7 +42,7 @@ class LMConfig:
     num_layers: int = 12
     hidden_size: int = 128
     num_heads: int = 4
-    ffn_dim: int = 512
+    ffn_dim: int = 256
     text_hidden_size: int = 64
     text_layers: int = 2
     text_heads: int = 4

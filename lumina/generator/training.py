@@ -29,7 +29,7 @@ class TrainConfig:
 
     epochs: float = 32.0
     batch_size: int = 8
-    crop_frames: int = 256
+    crop_frames: int = 192
     lr: float = 1e-3
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
