@@ -143,7 +143,9 @@ def to_markdown(report: dict, top: int = 10) -> str:
         ch = report["channels"][c]
         lines += [f"## {CHANNEL_TITLES[c]}", "",
                   f"Population mean {ch['mu']:.4f}, std {ch['sigma']:.4f}; noise floor mu_0 {ch['mu0']:.4f}, "
-                  f"sigma_0 {ch['sigma0']:.4f}; {ch['n_qualified']} qualified song(s).", "",
+                  f"sigma_0 {ch['sigma0']:.4f}; {ch['n_qualified']} song(s) pass the gate "
+                  f"`{report['scoring']['gate']}` and share; the tier column reads z_noise (seed 000's "
+                  "thresholds), not the gate.", "",
                   "| rank | track | cosine | kernel | STS | z_noise | confidence | LIP % | share | tier |",
                   "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in ch["rows"][:top]:
