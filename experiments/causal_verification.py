@@ -6,7 +6,8 @@
 For each chosen query: remove its top-attributed training song, retrain the embedded model without it
 (cached), sign the query and the training songs under that model, and pass when the query's cosine to the
 removed song dropped by at least `method.causal.sigmas` times the query's population std of cosines; the
-same with a random mid-ranked song removed as the control. Writes `<paths.results>/causal_verification.md`
+same with a random mid-ranked song removed as the control; and, in that control's model, the top song's own
+drop (`top_kept`: what retraining alone does to a song ranked first). Writes `<paths.results>/causal_verification.md`
 and `.csv` after every query, so an interrupted run leaves its table so far (and a rerun reuses every
 retrained model and signature).
 """
@@ -31,8 +32,8 @@ from lumina.scoring import cosine_scores
 from lumina.signatures import SignatureConfig
 from lumina.stats import population, sts
 
-COLUMNS = ["query", "kind", "role", "removed", "planted", "rank_before", "cosine_before", "cosine_after", "sigma",
-           "drop", "drop_sigmas", "passed", "sts_before", "sts_after", "rank_after", "model"]
+COLUMNS = ["query", "kind", "role", "measured", "removed", "planted", "rank_before", "cosine_before", "cosine_after",
+           "sigma", "drop", "drop_sigmas", "passed", "sts_before", "sts_after", "rank_after", "model"]
 
 
 def write_results(rows: list[dict], header: dict, folder: Path) -> tuple[Path, Path]:
@@ -45,9 +46,12 @@ def write_results(rows: list[dict], header: dict, folder: Path) -> tuple[Path, P
         writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
     rates = pass_rates(rows)
     lines = ["# LUMINA causal verification", "", f"Command: `{header['command']}`", "",
-             f"- {header['status']}; channel {header['channel']}; pass when the query's cosine to the removed song "
+             f"- {header['status']}; channel {header['channel']}; pass when the query's cosine to the measured song "
              f"drops by at least {header['sigmas']} sigma (sigma: the query's population std of cosines under the "
-             "full model); the removed song and the query are both re-signed under the ablated model",
+             "full model); the measured song and the query are both re-signed under the ablated model",
+             "- roles: `top` removes the query's top-attributed song and measures it; `control` removes a random "
+             "mid-ranked song and measures it; `top_kept` measures the top song in the control's model, where it "
+             "stayed in training (what retraining alone does to a song ranked first)",
              f"- full model `{header['model_hash']}` ({header['n_train']} training tracks); signatures "
              f"{header['signature']}", f"- written {header['time']}", "",
              "| role | passed | checked | pass rate |", "|---|---:|---:|---:|"]
@@ -55,11 +59,11 @@ def write_results(rows: list[dict], header: dict, folder: Path) -> tuple[Path, P
         passed, checked = rates[role]
         lines.append(f"| {role} | {passed} | {checked} | {passed / checked:.0%} |" if checked
                      else f"| {role} | 0 | 0 | – |")
-    lines += ["", "| query | kind | role | removed | planted source | rank | cos before | cos after | drop / sigma | "
-              "passed | STS before | STS after | rank after |",
-              "|---|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+    lines += ["", "| query | kind | role | measured | removed | planted source | rank | cos before | cos after | "
+              "drop / sigma | passed | STS before | STS after | rank after |",
+              "|---|---|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['query']} | {r['kind']} | {r['role']} | {r['removed']} | "
+        lines.append(f"| {r['query']} | {r['kind']} | {r['role']} | {r['measured']} | {r['removed']} | "
                      f"{'yes' if r['planted'] else 'no'} | {r['rank_before']} | "
                      f"{r['cosine_before']:.4f} | {r['cosine_after']:.4f} | {r['drop_sigmas']:.2f} | "
                      f"{'yes' if r['passed'] else 'no'} | {r['sts_before']:.2f} | {r['sts_after']:.2f} | "
@@ -98,21 +102,23 @@ def verify(cfg: DictConfig) -> list[dict]:
     for number, query in enumerate(queries, start=1):
         before = cosine_scores(train, channel_matrix(db, channel, [query]))[:, 0]
         ablations = plan(before, train_ids, rng)
+        mu, sigma = ablations["mu"], ablations["sigma"]
+        top, control = ablations["top"]["removed"], ablations["control"]["removed"]
+        checks = {"top": (top, top), "control": (control, control), "top_kept": (top, control)}  # measured, removed
         for role in ROLES:
-            removed = ablations[role]["removed"]
+            measured, removed = checks[role]
             ablated = load([t for t in manifest.train_ids if t != removed])
             signed = build_database(cache_dir / "causal" / f"signatures-{ablated.identity()}.h5", ablated,
                                     [tracks[query], *(tracks[t] for t in train_ids)], config,
                                     batch_size=int(options["batch_size"]))
             after = cosine_scores(channel_matrix(signed, channel, train_ids), channel_matrix(signed, channel, [query]))
             after = after[:, 0]
-            i = train_ids.index(removed)
-            mu, sigma = ablations["mu"], ablations["sigma"]
+            i = train_ids.index(measured)
             mu_after, sigma_after = population(after)
             rows.append({
-                "query": query, "kind": kinds[query], "role": role, "removed": removed,
-                "planted": removed in manifest.sources_of(query),
-                "rank_before": ablations[role]["rank"], "cosine_before": float(before[i]),
+                "query": query, "kind": kinds[query], "role": role, "measured": measured, "removed": removed,
+                "planted": measured in manifest.sources_of(query),
+                "rank_before": int((before > before[i]).sum()) + 1, "cosine_before": float(before[i]),
                 "cosine_after": float(after[i]), "sigma": sigma,
                 **verdict(float(before[i]), float(after[i]), sigma, float(causal["sigmas"])),
                 "sts_before": float(sts(before[i], mu, sigma)),
@@ -123,8 +129,8 @@ def verify(cfg: DictConfig) -> list[dict]:
                    "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         csv_path, md_path = write_results(rows, header, Path(cfg.paths.results))
         print(f"[{number}/{len(queries)}] {query}: " + ", ".join(
-            f"{r['role']} {r['removed']} drop {r['drop_sigmas']:.2f} sigma ({'pass' if r['passed'] else 'fail'})"
-            for r in rows[-2:]))
+            f"{r['role']} {r['measured']} drop {r['drop_sigmas']:.2f} sigma ({'pass' if r['passed'] else 'fail'})"
+            for r in rows[-len(ROLES):]))
     print(f"wrote {csv_path} and {md_path}")
     return rows
 

@@ -3,9 +3,11 @@
 For a query, the song ranked first by one channel's cosine is removed from the training set, the model is
 retrained without it, the query and the removed song are signed again under the ablated model, and the
 check passes when their cosine dropped by at least `sigmas` (default 2) times the query's population std of
-cosines under the full model (the STS denominator). Control: the same with a song drawn at random from the
-middle third of the query's ranking; the check means something only where the top-song pass rate clearly
-exceeds the control's.
+cosines under the full model (the STS denominator). Two controls. `control`: the same with a song drawn at
+random from the middle third of the query's ranking removed. `top_kept`: the top song's own drop under that
+control model, where the top song stayed in training: a song ranked first is likely to fall under any
+retraining (it was selected for being high), and `top_kept` measures how much. The check means something only
+where the top-song pass rate clearly exceeds both controls'.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from lumina.errors import ParameterError
 from lumina.manifest import QUERY_KINDS, Manifest
 from lumina.stats import population
 
-ROLES = ("top", "control")
+ROLES = ("top", "control", "top_kept")
+"""`top`, `control`: the removed song measured; `top_kept`: the top song measured in the control's model."""
 
 
 def choose_queries(manifest: Manifest, n: int, seed: int = 0) -> list[str]:

@@ -296,3 +296,29 @@ def test_ground_truth_command_on_the_tiny_study(study):
     readme = (results / "README.md").read_text()
     assert "python -m experiments.ground_truth <tiny>" in readme and "## Findings" in readme
     assert (results / "planted_influence.md").is_file()
+
+
+def test_causal_verification_on_the_tiny_corpus_and_its_rerun_from_the_caches(corpus, tmp_path, monkeypatch):
+    from experiments.causal_verification import verify
+    from lumina.generator import embedded
+
+    cfg = tiny_cfg(corpus, tmp_path, "+method=lumina", "method.causal.queries=2")
+    rows = verify(cfg)
+    assert [(r["query"], r["role"]) for r in rows] == [(q, role) for q in ("q_nc_0", "q_comp_0")
+                                                       for role in ("top", "control", "top_kept")]
+    for top, control, kept in zip(rows[::3], rows[1::3], rows[2::3], strict=True):
+        assert top["measured"] == top["removed"] and top["rank_before"] == 1
+        assert control["measured"] == control["removed"] and 3 <= control["rank_before"] <= 6  # middle third of 8
+        # top_kept: the top song measured in the control's model, where it stayed in training
+        assert (kept["measured"], kept["removed"], kept["model"]) == (top["measured"], control["removed"],
+                                                                      control["model"])
+        assert kept["cosine_before"] == top["cosine_before"] and top["model"] != control["model"]
+        for r in (top, control, kept):
+            assert math.isclose(r["drop"], r["cosine_before"] - r["cosine_after"])
+            assert r["passed"] == (r["drop"] >= 2 * r["sigma"])
+    table = (tmp_path / "results" / "causal_verification.md").read_text()
+    assert "2 of 2 queries done" in table and "| top_kept |" in table
+    assert len(pd.read_csv(tmp_path / "results" / "causal_verification.csv")) == 6
+    # a rerun retrains nothing: the same rows from the cached models and signatures
+    monkeypatch.setattr(embedded, "train_lm", lambda *a, **k: pytest.fail("a cached model was trained again"))
+    assert verify(cfg) == rows

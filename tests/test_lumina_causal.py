@@ -43,4 +43,5 @@ def test_plan_and_verdict_by_hand():
     failed = verdict(0.5, 0.2, sigma)
     assert not failed["passed"] and math.isclose(failed["drop_sigmas"], 0.3 / sigma)
     assert pass_rates([{"role": "top", "passed": True}, {"role": "top", "passed": False},
-                       {"role": "control", "passed": False}]) == {"top": (1, 2), "control": (0, 1)}
+                       {"role": "control", "passed": False}, {"role": "top_kept", "passed": True}]) == {
+        "top": (1, 2), "control": (0, 1), "top_kept": (1, 1)}
