@@ -7,9 +7,9 @@ For each chosen query: remove its top-attributed training song, retrain the embe
 (cached), sign the query and the training songs under that model, and pass when the query's cosine to the
 removed song dropped by at least `method.causal.sigmas` times the query's population std of cosines; the
 same with a random mid-ranked song removed as the control; and, in that control's model, the top song's own
-drop (`top_kept`: what retraining alone does to a song ranked first). Writes `<paths.results>/causal_verification.md`
-and `.csv` after every query, so an interrupted run leaves its table so far (and a rerun reuses every
-retrained model and signature).
+drop (`top_kept`: what retraining alone does to a song ranked first). Writes
+`<paths.results>/causal_verification.md` and `.csv` after every query, so an interrupted run leaves its table
+so far (and a rerun reuses every retrained model and signature).
 """
 
 from __future__ import annotations
@@ -103,28 +103,30 @@ def verify(cfg: DictConfig) -> list[dict]:
         before = cosine_scores(train, channel_matrix(db, channel, [query]))[:, 0]
         ablations = plan(before, train_ids, rng)
         mu, sigma = ablations["mu"], ablations["sigma"]
-        top, control = ablations["top"]["removed"], ablations["control"]["removed"]
-        checks = {"top": (top, top), "control": (control, control), "top_kept": (top, control)}  # measured, removed
-        for role in ROLES:
-            measured, removed = checks[role]
+        top, control = ablations["top"], ablations["control"]
+        # each ablated model is trained and signed once; the control's also measures the top song (top_kept)
+        for ablation, measured in ((top, [("top", top)]), (control, [("control", control), ("top_kept", top)])):
+            removed = ablation["removed"]
             ablated = load([t for t in manifest.train_ids if t != removed])
             signed = build_database(cache_dir / "causal" / f"signatures-{ablated.identity()}.h5", ablated,
                                     [tracks[query], *(tracks[t] for t in train_ids)], config,
                                     batch_size=int(options["batch_size"]))
             after = cosine_scores(channel_matrix(signed, channel, train_ids), channel_matrix(signed, channel, [query]))
             after = after[:, 0]
-            i = train_ids.index(measured)
             mu_after, sigma_after = population(after)
-            rows.append({
-                "query": query, "kind": kinds[query], "role": role, "measured": measured, "removed": removed,
-                "planted": measured in manifest.sources_of(query),
-                "rank_before": int((before > before[i]).sum()) + 1, "cosine_before": float(before[i]),
-                "cosine_after": float(after[i]), "sigma": sigma,
-                **verdict(float(before[i]), float(after[i]), sigma, float(causal["sigmas"])),
-                "sts_before": float(sts(before[i], mu, sigma)),
-                "sts_after": float(sts(after[i], mu_after, sigma_after)),
-                "rank_after": int((after > after[i]).sum()) + 1, "model": ablated.identity(),
-            })
+            for role, song in measured:
+                name = song["removed"]  # the song this plan entry removes in its own ablation
+                i = train_ids.index(name)
+                rows.append({
+                    "query": query, "kind": kinds[query], "role": role, "measured": name, "removed": removed,
+                    "planted": name in manifest.sources_of(query),
+                    "rank_before": song["rank"], "cosine_before": song["cosine"],
+                    "cosine_after": float(after[i]), "sigma": sigma,
+                    **verdict(float(before[i]), float(after[i]), sigma, float(causal["sigmas"])),
+                    "sts_before": float(sts(before[i], mu, sigma)),
+                    "sts_after": float(sts(after[i], mu_after, sigma_after)),
+                    "rank_after": int((after > after[i]).sum()) + 1, "model": ablated.identity(),
+                })
         header |= {"status": f"{number} of {len(queries)} queries done",
                    "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         csv_path, md_path = write_results(rows, header, Path(cfg.paths.results))

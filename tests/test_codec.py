@@ -3,6 +3,9 @@ MusicGen loaded from local directories through the path a real checkpoint takes.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +78,6 @@ def test_embedded_codec_shapes_range_and_determinism(tiny_codec, tmp_path):
 
 
 FIT_IN_CHILD = """
-import sys
 from lumina.codecs.embedded import EmbeddedCodec, EmbeddedCodecConfig
 from tests.generator_fixtures import tone
 audios = [tone([110 * 2 ** (i / 7), 165 * 2 ** (i / 5)], seconds=2.0, seed=i) for i in range(12)]
@@ -87,10 +89,6 @@ print(codec.identity(), "".join(map(str, codec.encode(audios[0]).ravel()[:200]))
 def test_codec_is_the_same_under_any_thread_environment():
     """k-means and BLAS results change with their thread counts; the codec fixes its own, so a fit in a
     process with one thread everywhere and one with several give the same codebooks and codes."""
-    import os
-    import subprocess
-    import sys
-
     root = Path(__file__).resolve().parents[1]
     outputs = []
     for threads in ("1", "3"):

@@ -26,7 +26,8 @@ from lumina.errors import ParameterError
 THREADS = {"blas": 1, "openmp": 2}
 """Thread counts of the codec's numerical libraries while it fits and encodes. k-means sums and BLAS products
 change in the last bits with the thread count, and k-means amplifies that into other centroids; fixed counts
-make the codec, its codes and everything trained on them the same on any machine and under any environment."""
+make the codec, its codes and everything trained on them the same under any thread environment (on one
+machine: other CPUs and library versions still round differently)."""
 
 
 @dataclass(frozen=True)
