@@ -1,12 +1,13 @@
-"""Axis–channel alignment (SPEC §4, paper §4.3 Eq. 8): how the dominant track axis of a score matrix lines up
-with each channel's features."""
+"""Axis–channel alignment (paper §4.3 Eq. 8; docs/aria.md#axis-channel-alignment): how the dominant track axis
+of a score matrix lines up with each channel's features."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
+from aria.channels import AUDIO, ChannelSet
 from aria.errors import ParameterError
 from aria.reliability import dominant_component
 
@@ -45,18 +46,20 @@ def pc_r2(u: np.ndarray, X: np.ndarray, n_components: int = 5) -> float:
 def alignment(
     u: np.ndarray,
     vectors: Mapping[str, np.ndarray],
-    channels: Mapping[str, Sequence[str]],
     *,
+    channel_set: ChannelSet = AUDIO,
     n_components: int = 5,
 ) -> dict[str, dict]:
-    """r_max and R² of each channel for the track axis u (N,); `vectors[name]` (N, D) per vector feature.
+    """r_max and R² of each channel of `channel_set` for the track axis u (N,); `vectors[name]` (N, D) per
+    vector feature.
 
     r_max,c = max over the channel's dimensions of |Pearson(u, x_d)|; R²_c = max over the channel's
-    feature groups of `pc_r2`. Sequence features (chords) have no dimensions and are not part of it.
+    feature groups of `pc_r2`. Features without vectors (sequences such as chords, precomputed similarities)
+    have no dimensions and are not part of it; a channel without any is left out.
     """
     u = np.asarray(u, dtype=np.float64)
     out = {}
-    for channel, names in channels.items():
+    for channel, names in channel_set.channels.items():
         names = [n for n in names if n in vectors]
         if not names:
             continue

@@ -1,5 +1,6 @@
 """All Aria diagnostics of one score matrix: reliability, normalisation, homogeneity against the null,
-rank-1 residual, axis–channel alignment and the confound check (SPEC §4)."""
+rank-1 residual, axis–channel alignment and the confound check (docs/aria.md#what-is-computed), over the
+channels of the pool's channel set (docs/aria.md#channel-sets)."""
 
 from __future__ import annotations
 
@@ -14,19 +15,19 @@ import numpy as np
 import pandas as pd
 
 from aria.alignment import alignment, dominant_axis
+from aria.channels import AUDIO, ChannelSet
 from aria.errors import ParameterError
 from aria.extract import FeatureTable
-from aria.features import CHANNELS
 from aria.homogeneity import homogeneity, null_distribution, stratify, valid_ks
 from aria.io import NORMALIZATIONS, ScoreArtefact
-from aria.normalize import aggregate_tracks, normalize
+from aria.normalize import track_scores
 from aria.reliability import is_collapsed, reliability, remove_rank1
 from aria.similarity import feature_std, similarity_matrices
 
 
 @dataclass(frozen=True)
 class AriaSettings:
-    """Options of the diagnostics (conf/aria/default.yaml; defaults from SPEC §4)."""
+    """Options of the diagnostics (conf/aria/default.yaml; docs/aria.md#diagnostic-defaults)."""
 
     normalization: str = "auto"
     ks: tuple[int, ...] = (5, 10, 20, 50)
@@ -51,13 +52,15 @@ class AriaSettings:
 @dataclass
 class Pool:
     """The training pool of an experiment: features, the per-dimension std fixed once for the experiment,
-    and the (N, N) similarity matrix of every feature. Nulls are cached per (pool, K) in memory and,
-    when `cache_dir` is set, on disk."""
+    the (N, N) similarity matrix of every feature, and the channel set that groups the features into the
+    channels the diagnostics report. Nulls are cached per (pool, K) in memory and, when `cache_dir` is set,
+    on disk."""
 
     features: FeatureTable
     std: dict[str, np.ndarray]
     sims: dict[str, np.ndarray]
     cache_dir: Path | None = None
+    channel_set: ChannelSet = AUDIO
     _nulls: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -65,28 +68,28 @@ class Pool:
         return self.features.track_ids
 
     @property
-    def channels(self) -> dict[str, tuple[str, ...]]:
-        return {c: tuple(f for f in fs if f in self.sims) for c, fs in CHANNELS.items()
-                if any(f in self.sims for f in fs)}
+    def channels(self) -> ChannelSet:
+        """`channel_set` restricted to the features that have a similarity matrix in this pool."""
+        return self.channel_set.restrict(self.sims)
 
     @property
     def fingerprint(self) -> str:
+        """Identifies what the nulls depend on: the features, the std and (for a set other than `AUDIO`,
+        whose pools keep the fingerprints they always had) the channel set."""
         digest = hashlib.sha256(self.features.fingerprint.encode())
         for name in sorted(self.std):
             digest.update(np.ascontiguousarray(self.std[name], dtype=np.float64).tobytes())
+        if self.channel_set != AUDIO:
+            digest.update(self.channel_set.key.encode())
         return digest.hexdigest()[:16]
 
     def restrict(self, track_ids: Sequence[str]) -> Pool:
         """The pool of the tracks `track_ids` (same std, similarities re-indexed), sharing the null cache."""
         if list(track_ids) == self.track_ids:
             return self
-        position = {t: i for i, t in enumerate(self.track_ids)}
-        missing = [t for t in track_ids if t not in position]
-        if missing:
-            raise ParameterError(f"tracks without features: {missing[:5]}")
-        index = np.array([position[t] for t in track_ids])
+        index = self.features.index(track_ids)
         sims = {name: sim[np.ix_(index, index)] for name, sim in self.sims.items()}
-        return Pool(self.features.subset(track_ids), self.std, sims, self.cache_dir, self._nulls)
+        return Pool(self.features.subset(track_ids), self.std, sims, self.cache_dir, self.channel_set, self._nulls)
 
     def null(self, k: int, n_groups: int, seed: int) -> dict:
         """The random-reference null of `null_distribution` for this pool and K."""
@@ -97,7 +100,7 @@ class Pool:
         if path is not None and path.is_file():
             null = json.loads(path.read_text())
         else:
-            null = null_distribution(self.sims, self.channels, k, n_groups=n_groups, seed=seed)
+            null = null_distribution(self.sims, k, channel_set=self.channels, n_groups=n_groups, seed=seed)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(null, indent=1))
@@ -105,17 +108,20 @@ class Pool:
         return null
 
 
-def build_pool(features: FeatureTable, std_tracks: Sequence[str], cache_dir: str | Path | None = None) -> Pool:
+def build_pool(
+    features: FeatureTable,
+    std_tracks: Sequence[str],
+    cache_dir: str | Path | None = None,
+    *,
+    channel_set: ChannelSet = AUDIO,
+) -> Pool:
     """Pool over all tracks of `features`, the per-dimension std taken over `std_tracks` (the experiment's
-    training tracks)."""
+    training tracks), each feature's similarity of the kind `channel_set` names. A pool with precomputed
+    similarity matrices is built directly: `Pool(features, std, sims, cache_dir, channel_set)`."""
     reference = features.subset(std_tracks)
     std = {name: feature_std(X) for name, X in reference.vectors.items()}
-    sims = similarity_matrices(features.vectors, features.sequences, std)
-    return Pool(features, std, sims, Path(cache_dir) if cache_dir else None)
-
-
-def _track_matrix(S: np.ndarray, artefact: ScoreArtefact, method: str) -> np.ndarray:
-    return aggregate_tracks(normalize(S, method), artefact.segment_track, artefact.track_ids)
+    sims = similarity_matrices(features.vectors, features.sequences, std, channel_set)
+    return Pool(features, std, sims, Path(cache_dir) if cache_dir else None, channel_set)
 
 
 def diagnose(
@@ -124,7 +130,8 @@ def diagnose(
     settings: AriaSettings | None = None,
     query_labels: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[dict, pd.DataFrame]:
-    """Every diagnostic of `artefact` over `pool` (restricted to the matrix's training tracks).
+    """Every diagnostic of `artefact` over `pool` (restricted to the matrix's training tracks), for the
+    channels of the pool's channel set (`build_pool(..., channel_set=...)`; default `AUDIO`).
 
     `query_labels` maps a group column (e.g. `collection`) to one label per query for the confound check.
     Returns the diagnostics (JSON-ready apart from NumPy scalars) and a per-query table of z per channel
@@ -153,15 +160,22 @@ def diagnose(
     for k in ks:
         null_for(k)
     lap("null")
-    T = _track_matrix(S, artefact, method)
+    channel_set = pool.channels
+
+    def tracks(scores: np.ndarray, normalization: str | None) -> np.ndarray:
+        return track_scores(scores, artefact.segment_track, artefact.track_ids, normalization)
+
+    def judge(T: np.ndarray) -> dict[int, dict]:
+        return homogeneity(T, pool.sims, ks, null_for, channel_set=channel_set, sig_z=settings.sig_z)
+
+    T = tracks(S, method)
     lap("normalization")
-    results = {"original": homogeneity(T, pool.sims, pool.channels, ks, null_for, sig_z=settings.sig_z)}
+    results = {"original": judge(T)}
     lap("homogeneity")
-    results["residual"] = homogeneity(_track_matrix(remove_rank1(S), artefact, method), pool.sims,
-                                      pool.channels, ks, null_for, sig_z=settings.sig_z)
+    results["residual"] = judge(tracks(remove_rank1(S), method))
     lap("residual")
-    T_raw = aggregate_tracks(S, artefact.segment_track, artefact.track_ids)
-    aligned = alignment(dominant_axis(T_raw), pool.features.vectors, pool.channels,
+    T_raw = tracks(S, None)
+    aligned = alignment(dominant_axis(T_raw), pool.features.vectors, channel_set=channel_set,
                         n_components=settings.n_components)
     lap("alignment")
     confound = {}

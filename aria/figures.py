@@ -1,7 +1,7 @@
 """Leaderboard figures: energy spectrum per setting, K-sweep per channel, original vs residual z.
 
 Each takes the diagnostics dicts of `aria.diagnose.diagnose` and writes a PNG whose metadata records the
-command that made it.
+command that made it; the per-channel figures draw one panel per channel of a `ChannelSet` (default `AUDIO`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from aria.features import CHANNELS  # noqa: E402
-
-TITLES = {"rhythm": "Rhythmic", "harmony": "Harmonic", "timbre": "Timbral"}
+from aria.channels import AUDIO, ChannelSet  # noqa: E402
 
 
 def _label(d: dict) -> str:
@@ -31,6 +29,13 @@ def _save(fig: plt.Figure, path: Path, command: str) -> Path:
     fig.savefig(path, dpi=120, metadata={"Software": "aria", "Description": f"made by: {command}"})
     plt.close(fig)
     return path
+
+
+def _channel_axes(channel_set: ChannelSet) -> tuple[plt.Figure, np.ndarray]:
+    """One panel per channel, side by side, sharing the z axis → the figure and its (n_channels,) axes."""
+    n = len(channel_set.names)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), sharey=True, squeeze=False)
+    return fig, axes[0]
 
 
 def energy_figure(diagnostics: Sequence[dict], path: str | Path, command: str, *, n_components: int = 20) -> Path:
@@ -49,10 +54,12 @@ def energy_figure(diagnostics: Sequence[dict], path: str | Path, command: str, *
     return _save(fig, Path(path), command)
 
 
-def ksweep_figure(diagnostics: Sequence[dict], path: str | Path, command: str) -> Path:
-    """Mean z against K for each channel (original stage), one line per setting."""
-    fig, axes = plt.subplots(1, len(CHANNELS), figsize=(4.2 * len(CHANNELS), 3.8), sharey=True)
-    for ax, channel in zip(axes, CHANNELS, strict=True):
+def ksweep_figure(
+    diagnostics: Sequence[dict], path: str | Path, command: str, *, channel_set: ChannelSet = AUDIO
+) -> Path:
+    """Mean z against K for each channel of `channel_set` (original stage), one line per setting."""
+    fig, axes = _channel_axes(channel_set)
+    for ax, channel in zip(axes, channel_set.names, strict=True):
         for d in diagnostics:
             stage = d["homogeneity"]["original"]
             ks = [int(k) for k in stage if channel in stage[k]["channels"]]
@@ -64,18 +71,20 @@ def ksweep_figure(diagnostics: Sequence[dict], path: str | Path, command: str) -
         ax.set_xticks(sorted({int(k) for d in diagnostics for k in d["ks"]}))
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_title(TITLES[channel])
+        ax.set_title(channel_set.titles[channel])
         ax.set_xlabel("group size K")
     axes[0].set_ylabel(r"mean $z$ over queries")
     axes[-1].legend(fontsize=7)
     return _save(fig, Path(path), command)
 
 
-def residual_figure(diagnostics: Sequence[dict], path: str | Path, command: str, k: int) -> Path:
-    """Mean z of each channel at K = k before (original) and after rank-1 removal (residual)."""
-    fig, axes = plt.subplots(1, len(CHANNELS), figsize=(4.2 * len(CHANNELS), 3.8), sharey=True)
+def residual_figure(
+    diagnostics: Sequence[dict], path: str | Path, command: str, k: int, *, channel_set: ChannelSet = AUDIO
+) -> Path:
+    """Mean z of each channel of `channel_set` at K = k before (original) and after rank-1 removal (residual)."""
+    fig, axes = _channel_axes(channel_set)
     x = np.arange(len(diagnostics))
-    for ax, channel in zip(axes, CHANNELS, strict=True):
+    for ax, channel in zip(axes, channel_set.names, strict=True):
         for offset, stage in ((-0.2, "original"), (0.2, "residual")):
             values = []
             for d in diagnostics:
@@ -84,7 +93,7 @@ def residual_figure(diagnostics: Sequence[dict], path: str | Path, command: str,
             ax.bar(x + offset, values, width=0.4, label=stage)
         ax.axhline(0.0, color="grey", lw=0.8)
         ax.set_xticks(x, [_label(d) for d in diagnostics], rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"{TITLES[channel]} (K = {k})")
+        ax.set_title(f"{channel_set.titles[channel]} (K = {k})")
     axes[0].set_ylabel(r"mean $z$ over queries")
     axes[-1].legend(fontsize=7)
     return _save(fig, Path(path), command)

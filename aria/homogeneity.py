@@ -1,7 +1,9 @@
-"""Within-group musical homogeneity against random reference groups (SPEC §4, paper §3.4).
+"""Within-group musical homogeneity against random reference groups (paper §3.4;
+docs/aria.md#within-group-homogeneity).
 
-`sims` maps each feature to its (N, N) track-similarity matrix over the training pool; `channels` maps each
-channel to its features. A group is an integer array of K pool indices.
+`sims` maps each feature to its (N, N) track-similarity matrix over the training pool; `channel_set` (an
+`aria.channels.ChannelSet`, default `AUDIO`) groups the features into channels. A group is an integer array
+of K pool indices.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from aria.channels import AUDIO, ChannelSet
 from aria.errors import AriaWarning, ParameterError
 
 SIG_Z = 1.645
@@ -47,19 +50,23 @@ def group_similarity(sim: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def group_values(
-    sims: Mapping[str, np.ndarray], channels: Mapping[str, Sequence[str]], groups: np.ndarray
+    sims: Mapping[str, np.ndarray], groups: np.ndarray, *, channel_set: ChannelSet = AUDIO
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """s̄_f per feature and s̄_c (mean over the channel's features) per channel for each group → (G,) each."""
+    """s̄_f per feature of `sims` and s̄_c (mean over the channel's features) per channel of `channel_set` for
+    each group → (G,) each."""
+    missing = [f for f in channel_set.features if f not in sims]
+    if missing:
+        raise ParameterError(f"channel set {channel_set.name!r}: no similarity matrix for its features {missing}")
     features = {name: group_similarity(sim, groups) for name, sim in sims.items()}
-    by_channel = {c: np.mean([features[f] for f in fs], axis=0) for c, fs in channels.items()}
+    by_channel = {c: np.mean([features[f] for f in fs], axis=0) for c, fs in channel_set.channels.items()}
     return features, by_channel
 
 
 def null_distribution(
     sims: Mapping[str, np.ndarray],
-    channels: Mapping[str, Sequence[str]],
     k: int,
     *,
+    channel_set: ChannelSet = AUDIO,
     n_groups: int = 1000,
     seed: int = 0,
 ) -> dict:
@@ -68,7 +75,7 @@ def null_distribution(
     Depends only on the pool and K, so one null serves every query and every method.
     """
     n_pool = next(iter(sims.values())).shape[0]
-    features, by_channel = group_values(sims, channels, random_groups(n_pool, k, n_groups, seed))
+    features, by_channel = group_values(sims, random_groups(n_pool, k, n_groups, seed), channel_set=channel_set)
 
     def stats(values: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
         return {n: {"mu": float(v.mean()), "sigma": float(v.std(ddof=1))} for n, v in values.items()}
@@ -103,16 +110,16 @@ def summarize(z: np.ndarray, sig_z: float = SIG_Z) -> dict[str, float]:
 def homogeneity(
     T: np.ndarray,
     sims: Mapping[str, np.ndarray],
-    channels: Mapping[str, Sequence[str]],
     ks: Iterable[int],
     null_for: Callable[[int], dict],
     *,
+    channel_set: ChannelSet = AUDIO,
     sig_z: float = SIG_Z,
 ) -> dict[int, dict]:
     """Per-query z of every channel and feature for the top-K group of each query, for each K.
 
     T: (N, Q) normalised track-level scores over the pool of `sims`; `null_for(k)` gives the null of
-    `null_distribution`. Returns {K: {"channels": {c: z (Q,)}, "features": {f: z (Q,)},
+    `null_distribution` for the same `channel_set`. Returns {K: {"channels": {c: z (Q,)}, "features": {f: z (Q,)},
     "summary": {c: summarize(z)}, "feature_summary": {f: summarize(z)}}}.
     """
     T = np.asarray(T, dtype=np.float64)
@@ -122,7 +129,7 @@ def homogeneity(
     out = {}
     for k in valid_ks(ks, n_pool):
         null = null_for(k)
-        features, by_channel = group_values(sims, channels, top_k_groups(T, k))
+        features, by_channel = group_values(sims, top_k_groups(T, k), channel_set=channel_set)
         z_channels = zscores(by_channel, null["channels"])
         z_features = zscores(features, null["features"])
         out[k] = {

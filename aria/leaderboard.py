@@ -1,33 +1,42 @@
 """The leaderboard: diagnose every run under a run root and write the table (CSV, Markdown, LaTeX laid out
-like the Aria paper's Table 2) and the figures."""
+like the Aria paper's Table 2) and the figures, with one group of columns per channel of a `ChannelSet`
+(default `AUDIO`; docs/aria.md#channel-sets)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from aria import __version__
-from aria.diagnose import AriaSettings, build_pool, diagnose, jsonable
-from aria.errors import ArtefactError
+from aria.channels import AUDIO, ChannelSet
+from aria.diagnose import AriaSettings, Pool, build_pool, diagnose, jsonable
+from aria.errors import ArtefactError, ParameterError
 from aria.extract import extract_features
-from aria.features import CHANNELS, FeatureSettings
-from aria.figures import TITLES, energy_figure, ksweep_figure, residual_figure
-from aria.io import check_tracks, manifest_path, read_manifest, read_run, read_scores
+from aria.features import FeatureSettings
+from aria.figures import energy_figure, ksweep_figure, residual_figure
+from aria.io import ScoreArtefact, check_tracks, manifest_path, read_manifest, read_run, read_scores
 
 RELIABILITY = ("rho1", "rho2_5", "concentration", "inter_query_corr")
-SUMMARY = ("z", "pos", "sig")
-COLUMNS = (
-    "method", "setting", "status", *RELIABILITY, "collapsed",
-    *[f"{c}_{s}" for c in CHANNELS for s in SUMMARY], "rank", "command",
-)
+SUMMARY = {"z": "z_mean", "pos": "pos", "sig": "sig"}
+"""Leaderboard column suffix → the key of `aria.homogeneity.summarize` it shows."""
 DIAGNOSTICS_FILE = "aria.json"
 QUERIES_FILE = "aria_queries.csv"
+
+PoolFor = Callable[[pd.DataFrame, list[str], list[str]], Pool]
+"""Builds the pool of one manifest: (manifest table, track ids to cover, training track ids) → `Pool`."""
+
+
+def leaderboard_columns(channel_set: ChannelSet = AUDIO) -> tuple[str, ...]:
+    """The columns of `leaderboard.csv`: run, reliability, `{channel}_{z,pos,sig}` per channel, rank, command."""
+    return ("method", "setting", "status", *RELIABILITY, "collapsed", *channel_set.columns(SUMMARY), "rank",
+            "command")
 
 
 def find_runs(root: str | Path) -> list[Path]:
@@ -41,22 +50,20 @@ def find_runs(root: str | Path) -> list[Path]:
     return runs
 
 
-def leaderboard_row(diagnostics: dict, k: int) -> dict:
+def leaderboard_row(diagnostics: dict, k: int, channel_set: ChannelSet = AUDIO) -> dict:
     """One leaderboard row from the diagnostics of a run, homogeneity at group size `k`."""
     row = {"method": diagnostics["method"], "setting": diagnostics["setting"], "status": "ok",
            **diagnostics["reliability"], "collapsed": diagnostics["collapsed"]}
     at_k = diagnostics["homogeneity"]["original"].get(str(k), {}).get("channels", {})
-    for channel in CHANNELS:
+    for channel in channel_set.names:
         summary = at_k.get(channel, {})
-        row[f"{channel}_z"] = summary.get("z_mean", math.nan)
-        row[f"{channel}_pos"] = summary.get("pos", math.nan)
-        row[f"{channel}_sig"] = summary.get("sig", math.nan)
+        row.update({f"{channel}_{suffix}": summary.get(key, math.nan) for suffix, key in SUMMARY.items()})
     return row
 
 
-def rank_settings(table: pd.DataFrame) -> pd.Series:
+def rank_settings(table: pd.DataFrame, channel_set: ChannelSet = AUDIO) -> pd.Series:
     """Rank (1 = best) by the mean over channels of z̄; collapsed and unfinished settings are not ranked."""
-    score = table[[f"{c}_z" for c in CHANNELS]].astype(float).mean(axis=1)
+    score = table[channel_set.columns(["z"])].astype(float).mean(axis=1)
     eligible = (table["status"] == "ok") & ~table["collapsed"].astype(bool) & score.notna()
     ranks = pd.Series(pd.NA, index=table.index, dtype="Int64")
     ranks[eligible] = score[eligible].rank(ascending=False, method="min").astype(int)
@@ -75,17 +82,17 @@ def _fmt(value: object, kind: str) -> str:
     return f"{value:.3f}"
 
 
-def _cells(row: pd.Series) -> list[str]:
+def _cells(row: pd.Series, channel_set: ChannelSet) -> list[str]:
     return [_fmt(row[c], "rel") for c in RELIABILITY] + [
-        _fmt(row[f"{c}_{s}"], s) for c in CHANNELS for s in SUMMARY
+        _fmt(row[f"{c}_{s}"], s) for c in channel_set.names for s in SUMMARY
     ] + [_fmt(row["rank"], "rank")]
 
 
-def to_markdown(table: pd.DataFrame, k: int, command: str) -> str:
+def to_markdown(table: pd.DataFrame, k: int, command: str, channel_set: ChannelSet = AUDIO) -> str:
     """The leaderboard as a Markdown table with the columns of the paper's Table 2, plus the rank."""
     head = ["Method", "Setting", "ρ₁", "ρ₂:₅", "c̄", "ρ̄"]
-    for channel in CHANNELS:
-        head += [f"{TITLES[channel]} z̄", "Pos", "Sig"]
+    for channel in channel_set.names:
+        head += [f"{channel_set.titles[channel]} z̄", "Pos", "Sig"]
     head.append("Rank")
     lines = [
         f"Reliability of the raw score matrix and within-group homogeneity at K = {k} "
@@ -100,7 +107,7 @@ def to_markdown(table: pd.DataFrame, k: int, command: str) -> str:
         previous = row["method"]
         setting = row["setting"] + (" †" if row["status"] == "ok" and row["collapsed"] else "")
         if row["status"] == "ok":
-            cells = _cells(row)
+            cells = _cells(row, channel_set)
         else:
             cells = [row["status"]] + ["—"] * (len(head) - 3)
         lines.append("| " + " | ".join([method, setting, *cells]) + " |")
@@ -116,12 +123,13 @@ def _tex(text: str) -> str:
     return "".join(_TEX.get(ch, ch) for ch in str(text))
 
 
-def to_latex(table: pd.DataFrame, k: int, command: str) -> str:
+def to_latex(table: pd.DataFrame, k: int, command: str, channel_set: ChannelSet = AUDIO) -> str:
     """The leaderboard as a booktabs LaTeX table laid out like the paper's Table 2, plus the rank."""
-    n = 6 + 3 * len(CHANNELS) + 1
-    groups = " & ".join(rf"\multicolumn{{3}}{{c}}{{{TITLES[c]}}}" for c in CHANNELS)
-    rules = "".join(rf"\cmidrule(lr){{{7 + 3 * i}-{9 + 3 * i}}}" for i in range(len(CHANNELS)))
-    sub = " & ".join([r"$\bar z$ & Pos & Sig"] * len(CHANNELS))
+    channels = channel_set.names
+    n = 6 + 3 * len(channels) + 1
+    groups = " & ".join(rf"\multicolumn{{3}}{{c}}{{{_tex(channel_set.titles[c])}}}" for c in channels)
+    rules = "".join(rf"\cmidrule(lr){{{7 + 3 * i}-{9 + 3 * i}}}" for i in range(len(channels)))
+    sub = " & ".join([r"$\bar z$ & Pos & Sig"] * len(channels))
     lines = [
         f"% made by: {command}",
         r"\begin{tabular}{ll" + "r" * (n - 2) + "}",
@@ -139,7 +147,7 @@ def to_latex(table: pd.DataFrame, k: int, command: str) -> str:
         previous = row["method"]
         setting = _tex(row["setting"]) + (r"$^\dagger$" if row["status"] == "ok" and row["collapsed"] else "")
         if row["status"] == "ok":
-            cells = [_tex(c) for c in _cells(row)]
+            cells = [_tex(c) for c in _cells(row, channel_set)]
             lines.append(" & ".join([method, setting, *cells]) + r" \\")
         else:
             lines.append(f"{method} & {setting} & \\multicolumn{{{n - 2}}}{{l}}{{{_tex(row['status'])}}} \\\\")
@@ -160,6 +168,107 @@ def _query_labels(manifest: pd.DataFrame, query_ids: Sequence[str], columns: Seq
     return labels
 
 
+def audio_pool(
+    manifest: pd.DataFrame,
+    track_ids: list[str],
+    train: list[str],
+    *,
+    feature_settings: FeatureSettings | None = None,
+    cache_dir: str | Path = "outputs/cache/aria",
+    workers: int = 2,
+    progress: bool = True,
+    channel_set: ChannelSet = AUDIO,
+) -> Pool:
+    """The default `PoolFor`: audio features (`aria.features`, cached) of the manifest's files for
+    `track_ids`, the std over `train` (all tracks when there is no training split)."""
+    features = extract_features(manifest.loc[track_ids, "path"].tolist(), track_ids,
+                                feature_settings or FeatureSettings(), cache_dir, workers=workers, progress=progress)
+    return build_pool(features, train or track_ids, cache_dir, channel_set=channel_set)
+
+
+def diagnose_runs(
+    artefacts: dict[Path, ScoreArtefact],
+    *,
+    settings: AriaSettings,
+    pool_for: PoolFor,
+    channel_set: ChannelSet,
+    manifest: str | Path | None,
+    progress: bool,
+    command: str,
+) -> dict[Path, dict]:
+    """Diagnose every artefact (run folder → `ScoreArtefact`) against the pool of its manifest, writing
+    `aria.json` and `aria_queries.csv` into its run folder; → run folder → diagnostics."""
+    by_manifest: dict[Path, list[Path]] = {}
+    for run_dir, artefact in artefacts.items():
+        by_manifest.setdefault(manifest_path(artefact, manifest).resolve(), []).append(run_dir)
+    diagnostics: dict[Path, dict] = {}
+    for manifest_file, run_dirs in by_manifest.items():
+        table = read_manifest(manifest_file)
+        for run_dir in run_dirs:
+            check_tracks(artefacts[run_dir], table, manifest_file)
+        train = table.index[table["split"] == "train"].tolist()
+        wanted = list(dict.fromkeys(train + [t for d in run_dirs for t in artefacts[d].track_ids]))
+        pool = pool_for(table, wanted, train)
+        if pool.channel_set != channel_set:
+            raise ParameterError(f"the pool of {manifest_file} groups its features by the channel set "
+                                 f"{pool.channel_set.name!r}, the leaderboard reports {channel_set.name!r}")
+        for run_dir in tqdm(run_dirs, desc="aria diagnostics", unit="run", disable=not progress):
+            artefact = artefacts[run_dir]
+            labels = _query_labels(table, artefact.query_ids, settings.confound_columns)
+            result, per_query = diagnose(artefact, pool, settings, labels)
+            result = jsonable({"command": command, "version": __version__, "manifest": manifest_file, **result})
+            (run_dir / DIAGNOSTICS_FILE).write_text(json.dumps(result, indent=1, allow_nan=False))
+            per_query.assign(command=command).to_csv(run_dir / QUERIES_FILE, index=False)
+            diagnostics[run_dir] = result
+    return diagnostics
+
+
+def leaderboard_table(
+    records: Sequence[dict], diagnostics: dict[Path, dict], k: int, command: str, channel_set: ChannelSet = AUDIO
+) -> pd.DataFrame:
+    """One row per run record (`aria.io.read_run`), sorted by method and setting: the diagnostics at K = `k`
+    of a diagnosed run, the status (and reason) of any other, then the rank and the command."""
+    rows = []
+    for record in records:
+        if record["dir"] in diagnostics:
+            rows.append(leaderboard_row(diagnostics[record["dir"]], k, channel_set))
+        else:
+            reason = record.get("reason") or ""
+            status = str(record["status"]) + (f": {reason}" if reason else "")
+            rows.append({"method": record["method"], "setting": record["setting"], "status": status,
+                         "collapsed": False})
+    table = pd.DataFrame(rows).reindex(columns=leaderboard_columns(channel_set)[:-2])
+    table = table.sort_values(["method", "setting"], kind="stable").reset_index(drop=True)
+    numbers = [*RELIABILITY, *channel_set.columns(SUMMARY)]
+    table[numbers] = table[numbers].astype(float)
+    table["collapsed"] = table["collapsed"].fillna(False).astype(bool)
+    table["rank"] = rank_settings(table, channel_set)
+    table["command"] = command
+    return table
+
+
+def write_leaderboard(
+    table: pd.DataFrame,
+    diagnostics: Sequence[dict],
+    results_dir: str | Path,
+    k: int,
+    command: str,
+    channel_set: ChannelSet = AUDIO,
+) -> None:
+    """`leaderboard.{csv,md,tex}` of `table` into `results_dir`, and the figures of the diagnosed runs'
+    `diagnostics` into `results_dir/figures` (none when no run was diagnosed)."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(results_dir / "leaderboard.csv", index=False)
+    (results_dir / "leaderboard.md").write_text(to_markdown(table, k, command, channel_set))
+    (results_dir / "leaderboard.tex").write_text(to_latex(table, k, command, channel_set))
+    if diagnostics:
+        figures = results_dir / "figures"
+        energy_figure(diagnostics, figures / "energy_spectrum.png", command)
+        ksweep_figure(diagnostics, figures / "ksweep.png", command, channel_set=channel_set)
+        residual_figure(diagnostics, figures / "residual.png", command, k, channel_set=channel_set)
+
+
 def run_leaderboard(
     runs_root: str | Path,
     results_dir: str | Path,
@@ -171,6 +280,8 @@ def run_leaderboard(
     workers: int = 2,
     progress: bool = True,
     command: str | None = None,
+    channel_set: ChannelSet = AUDIO,
+    pool_for: PoolFor | None = None,
 ) -> pd.DataFrame:
     """Diagnose every run under `runs_root` and write the leaderboard and figures into `results_dir`.
 
@@ -178,66 +289,21 @@ def run_leaderboard(
     stage). In `results_dir`: `leaderboard.csv`, `leaderboard.md`, `leaderboard.tex` and
     `figures/{energy_spectrum,ksweep,residual}.png`. `manifest` overrides the manifest each artefact's
     provenance names. `command` is recorded in every output (default: this process's command line).
+    The channels are those of `channel_set`; `pool_for` builds each manifest's pool (default: `audio_pool`
+    with `feature_settings`, `cache_dir`, `workers` and `progress`), and its pools must use `channel_set`.
     Returns the leaderboard table.
     """
     command = command or " ".join(["python", *sys.argv])
     settings = settings or AriaSettings()
-    feature_settings = feature_settings or FeatureSettings()
-    results_dir = Path(results_dir)
+    if pool_for is None:
+        pool_for = functools.partial(audio_pool, feature_settings=feature_settings, cache_dir=cache_dir,
+                                     workers=workers, progress=progress, channel_set=channel_set)
     records = [read_run(d) for d in find_runs(runs_root)]
-    artefacts = {}
-    for record in records:
-        if record["status"] == "ok":
-            artefacts[record["dir"]] = read_scores(record["dir"] / record.get("scores", "scores.h5"))
-    by_manifest: dict[Path, list[Path]] = {}
-    for run_dir, artefact in artefacts.items():
-        by_manifest.setdefault(manifest_path(artefact, manifest).resolve(), []).append(run_dir)
-
-    diagnostics: dict[Path, dict] = {}
-    for manifest_file, run_dirs in by_manifest.items():
-        table = read_manifest(manifest_file)
-        for run_dir in run_dirs:
-            check_tracks(artefacts[run_dir], table, manifest_file)
-        train = table.index[table["split"] == "train"].tolist()
-        wanted = list(dict.fromkeys(train + [t for d in run_dirs for t in artefacts[d].track_ids]))
-        features = extract_features(table.loc[wanted, "path"].tolist(), wanted, feature_settings, cache_dir,
-                                    workers=workers, progress=progress)
-        pool = build_pool(features, train or wanted, cache_dir)
-        for run_dir in tqdm(run_dirs, desc="aria diagnostics", unit="run", disable=not progress):
-            artefact = artefacts[run_dir]
-            labels = _query_labels(table, artefact.query_ids, settings.confound_columns)
-            result, per_query = diagnose(artefact, pool, settings, labels)
-            result = jsonable({"command": command, "version": __version__, "manifest": manifest_file, **result})
-            (run_dir / DIAGNOSTICS_FILE).write_text(json.dumps(result, indent=1, allow_nan=False))
-            per_query.assign(command=command).to_csv(run_dir / QUERIES_FILE, index=False)
-            diagnostics[run_dir] = result
-
-    rows = []
-    for record in records:
-        if record["dir"] in diagnostics:
-            rows.append(leaderboard_row(diagnostics[record["dir"]], settings.headline_k))
-        else:
-            reason = record.get("reason") or ""
-            status = str(record["status"]) + (f": {reason}" if reason else "")
-            rows.append({"method": record["method"], "setting": record["setting"], "status": status,
-                         "collapsed": False})
-    table = pd.DataFrame(rows).reindex(columns=COLUMNS[:-2])
-    table = table.sort_values(["method", "setting"], kind="stable").reset_index(drop=True)
-    table[list(RELIABILITY) + [f"{c}_{s}" for c in CHANNELS for s in SUMMARY]] = table[
-        list(RELIABILITY) + [f"{c}_{s}" for c in CHANNELS for s in SUMMARY]].astype(float)
-    table["collapsed"] = table["collapsed"].fillna(False).astype(bool)
-    table["rank"] = rank_settings(table)
-    table["command"] = command
-
-    results_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(results_dir / "leaderboard.csv", index=False)
-    (results_dir / "leaderboard.md").write_text(to_markdown(table, settings.headline_k, command))
-    (results_dir / "leaderboard.tex").write_text(to_latex(table, settings.headline_k, command))
+    artefacts = {r["dir"]: read_scores(r["dir"] / r.get("scores", "scores.h5")) for r in records
+                 if r["status"] == "ok"}
+    diagnostics = diagnose_runs(artefacts, settings=settings, pool_for=pool_for, channel_set=channel_set,
+                                manifest=manifest, progress=progress, command=command)
+    table = leaderboard_table(records, diagnostics, settings.headline_k, command, channel_set)
     done = [diagnostics[r["dir"]] for r in records if r["dir"] in diagnostics]
-    if done:
-        figures = results_dir / "figures"
-        energy_figure(done, figures / "energy_spectrum.png", command)
-        ksweep_figure(done, figures / "ksweep.png", command)
-        residual_figure(done, figures / "residual.png", command, settings.headline_k)
+    write_leaderboard(table, done, results_dir, settings.headline_k, command, channel_set)
     return table
-

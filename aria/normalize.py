@@ -1,4 +1,5 @@
-"""Per-query normalisation of a score matrix and segment → track aggregation (SPEC §4, paper §3.1)."""
+"""Per-query normalisation of a score matrix and segment → track aggregation (paper §3.1;
+docs/aria.md#per-query-normalisation-and-track-aggregation)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,9 @@ import scipy.sparse
 import scipy.stats
 
 from aria.errors import ParameterError
+from aria.matrix import centred_columns, score_matrix
 
 METHODS = ("zscore", "rank")
-
-
-def _matrix(S: np.ndarray) -> np.ndarray:
-    S = np.asarray(S, dtype=np.float64)
-    if S.ndim != 2 or 0 in S.shape:
-        raise ParameterError(f"expected a non-empty 2-D score matrix (rows x queries), got shape {S.shape}")
-    if not np.isfinite(S).all():
-        raise ParameterError("the score matrix holds NaN or infinite values")
-    return S
 
 
 def zscore(S: np.ndarray) -> np.ndarray:
@@ -28,10 +21,7 @@ def zscore(S: np.ndarray) -> np.ndarray:
 
     S: (N, Q) → (N, Q) float64.
     """
-    S = _matrix(S)
-    centred = S - S.mean(axis=0)
-    std = np.sqrt(np.mean(centred**2, axis=0))
-    constant = std <= 1e-12 * np.maximum(np.abs(S).max(axis=0), np.finfo(float).tiny)
+    centred, std, constant = centred_columns(score_matrix(S), rtol=1e-12)
     return np.divide(centred, std, out=np.zeros_like(centred), where=~constant)
 
 
@@ -40,7 +30,7 @@ def rank(S: np.ndarray) -> np.ndarray:
 
     S: (N, Q) → (N, Q) float64. A single row gets 0.5 (the rank of a tie with itself).
     """
-    S = _matrix(S)
+    S = score_matrix(S)
     n = S.shape[0]
     if n == 1:
         return np.full_like(S, 0.5)
@@ -58,7 +48,7 @@ def normalize(S: np.ndarray, method: str) -> np.ndarray:
 
 def aggregate_tracks(S: np.ndarray, segment_track: Sequence[str], track_ids: Sequence[str]) -> np.ndarray:
     """Average the rows of each track: S (N_seg, Q) → T (N, Q), rows in the order of `track_ids`."""
-    S = _matrix(S)
+    S = score_matrix(S)
     if len(segment_track) != S.shape[0]:
         raise ParameterError(f"segment_track has {len(segment_track)} entries for {S.shape[0]} rows")
     index = pd.Index(list(track_ids)).get_indexer(list(segment_track))
@@ -72,3 +62,11 @@ def aggregate_tracks(S: np.ndarray, segment_track: Sequence[str], track_ids: Seq
         (1.0 / counts[index], (index, np.arange(S.shape[0]))), shape=(len(track_ids), S.shape[0])
     )
     return np.asarray(weights @ S)
+
+
+def track_scores(
+    S: np.ndarray, segment_track: Sequence[str], track_ids: Sequence[str], method: str | None
+) -> np.ndarray:
+    """The track-level matrix Aria judges: S (N_seg, Q) normalised per query with `method` (`zscore` or
+    `rank`; None: raw scores), then the mean of each track's segments → T (N, Q), rows in `track_ids` order."""
+    return aggregate_tracks(S if method is None else normalize(S, method), segment_track, track_ids)

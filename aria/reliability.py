@@ -1,4 +1,5 @@
-"""Reliability of a raw score matrix (SPEC §4, paper §3.2): energy ratios, concentration, inter-query correlation.
+"""Reliability of a raw score matrix (paper §3.2; docs/aria.md#reliability-diagnostics): energy ratios,
+concentration, inter-query correlation.
 
 S has rows training units and columns queries, and is used as given (before normalisation).
 """
@@ -10,18 +11,10 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-from aria.errors import AriaWarning, ParameterError
+from aria.errors import AriaWarning
+from aria.matrix import centred_columns, score_matrix
 
 _CONSTANT_RTOL = 1e-10
-
-
-def _matrix(S: np.ndarray) -> np.ndarray:
-    S = np.asarray(S, dtype=np.float64)
-    if S.ndim != 2 or 0 in S.shape:
-        raise ParameterError(f"expected a non-empty 2-D score matrix (rows x queries), got shape {S.shape}")
-    if not np.isfinite(S).all():
-        raise ParameterError("the score matrix holds NaN or infinite values")
-    return S
 
 
 def _gram(S: np.ndarray) -> np.ndarray:
@@ -31,7 +24,7 @@ def _gram(S: np.ndarray) -> np.ndarray:
 
 def energy_spectrum(S: np.ndarray) -> np.ndarray:
     """Energy ratios e_k = σ_k² / ‖S‖_F², largest first; S: (N, Q) → (min(N, Q),). Zeros for S = 0."""
-    S = _matrix(S)
+    S = score_matrix(S)
     total = float(np.sum(S**2))
     if total == 0.0:
         return np.zeros(min(S.shape))
@@ -41,7 +34,7 @@ def energy_spectrum(S: np.ndarray) -> np.ndarray:
 
 def dominant_component(S: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Leading singular triplet (σ₁, u₁ (N,), v₁ (Q,)) of S: (N, Q); sign fixed so that Σu₁ ≥ 0."""
-    S = _matrix(S)
+    S = score_matrix(S)
     gram = _gram(S)
     n = gram.shape[0]
     eig, vec = scipy.linalg.eigh(gram, subset_by_index=[n - 1, n - 1])
@@ -60,25 +53,19 @@ def dominant_component(S: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
 def remove_rank1(S: np.ndarray) -> np.ndarray:
     """Residual S − σ₁u₁v₁ᵀ (paper §4.4); S: (N, Q) → (N, Q) float64."""
     sigma, u, v = dominant_component(S)
-    return _matrix(S) - sigma * np.outer(u, v)
-
-
-def _constant_columns(S: np.ndarray, centred: np.ndarray) -> np.ndarray:
-    scale = np.maximum(np.abs(S).max(axis=0), np.finfo(float).tiny)
-    return np.sqrt(np.mean(centred**2, axis=0)) <= _CONSTANT_RTOL * scale
+    return score_matrix(S) - sigma * np.outer(u, v)
 
 
 def inter_query_corr(S: np.ndarray) -> float:
     """Mean |Pearson| over query pairs q < q′; a constant column correlates 0. NaN (warning) for one query."""
-    S = _matrix(S)
+    S = score_matrix(S)
     n, q = S.shape
     if q < 2:
         warnings.warn("inter-query correlation needs at least two queries; reported as NaN", AriaWarning,
                       stacklevel=2)
         return float("nan")
-    centred = S - S.mean(axis=0)
+    centred, _, constant = centred_columns(S, _CONSTANT_RTOL)
     norms = np.linalg.norm(centred, axis=0)
-    constant = _constant_columns(S, centred)
     unit = np.divide(centred, norms, out=np.zeros_like(centred), where=~constant)
     corr = np.abs(unit.T @ unit)
     upper = np.triu_indices(q, k=1)
@@ -87,7 +74,7 @@ def inter_query_corr(S: np.ndarray) -> float:
 
 def concentration(S: np.ndarray) -> float:
     """Mean concentration ratio c̄ = mean_q N·mean(S[:, q])² / ‖S[:, q]‖²; a zero column counts 1."""
-    S = _matrix(S)
+    S = score_matrix(S)
     n = S.shape[0]
     energy = np.sum(S**2, axis=0)
     offset = n * S.mean(axis=0) ** 2
@@ -102,7 +89,7 @@ def reliability(S: np.ndarray) -> dict[str, float | np.ndarray]:
     `energy` (all e_k, largest first). All-zero S gives 0, 0, 1, 0. One query gives ρ̄ = NaN; one row
     gives NaN for all four (a single training unit cannot be judged); both with an `AriaWarning`.
     """
-    S = _matrix(S)
+    S = score_matrix(S)
     energy = energy_spectrum(S)
     if S.shape[0] < 2:
         warnings.warn("reliability is undefined for a single training unit (one row); reported as NaN",
@@ -120,5 +107,6 @@ def reliability(S: np.ndarray) -> dict[str, float | np.ndarray]:
 
 def is_collapsed(rho1: float, concentration_ratio: float, *, rho1_max: float = 0.78,
                  concentration_max: float = 0.5) -> bool:
-    """Collapse flag (SPEC §4): ρ₁ ≥ `rho1_max` or c̄ ≥ `concentration_max`. NaN values do not flag."""
+    """Collapse flag (docs/aria.md#collapse-flag): ρ₁ ≥ `rho1_max` or c̄ ≥ `concentration_max`. NaN values do
+    not flag."""
     return bool(rho1 >= rho1_max or concentration_ratio >= concentration_max)

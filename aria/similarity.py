@@ -1,5 +1,6 @@
-"""Pairwise similarity of tracks per feature (SPEC §4): standardised Euclidean for vectors, normalised LCS
-of root-motion sequences for chord progressions."""
+"""Pairwise similarity of tracks per feature (docs/aria.md#track-similarity): standardised Euclidean for
+vectors, normalised LCS of root-motion sequences for chord progressions; a channel set names each feature's
+kind (docs/aria.md#channel-sets)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.spatial.distance
 
+from aria.channels import AUDIO, ChannelSet
 from aria.errors import ParameterError
 
 
@@ -95,9 +97,24 @@ def sequence_similarity(sequences: Sequence[np.ndarray], *, block: int = 256) ->
 
 
 def similarity_matrices(
-    vectors: dict[str, np.ndarray], sequences: dict[str, list[np.ndarray]], std: dict[str, np.ndarray]
+    vectors: dict[str, np.ndarray],
+    sequences: dict[str, list[np.ndarray]],
+    std: dict[str, np.ndarray],
+    channel_set: ChannelSet = AUDIO,
 ) -> dict[str, np.ndarray]:
-    """(N, N) similarity matrix of every feature: vectors standardised with `std[name]`, sequences by LCS."""
-    sims = {name: standardized_similarity(X, std[name]) for name, X in vectors.items()}
-    sims.update({name: sequence_similarity(seqs) for name, seqs in sequences.items()})
+    """(N, N) similarity matrix of every feature, vectors first: the kind `channel_set.similarity` names
+    (`euclidean`: vectors standardised with `std[name]`; `lcs`: sequences). A feature the set does not name
+    gets `euclidean` when it is a vector and `lcs` when it is a sequence; `precomputed` ones cannot be
+    computed here (build the pool with their matrices)."""
+    sims = {}
+    for name, values in [*vectors.items(), *sequences.items()]:
+        kind = channel_set.similarity.get(name, "euclidean" if name in vectors else "lcs")
+        if kind == "euclidean" and name in vectors:
+            sims[name] = standardized_similarity(values, std[name])
+        elif kind == "lcs" and name in sequences:
+            sims[name] = sequence_similarity(values)
+        else:
+            form = "vector" if name in vectors else "sequence"
+            raise ParameterError(f"channel set {channel_set.name!r}: feature `{name}` is a {form}, which "
+                                 f"the similarity kind {kind!r} cannot compare")
     return sims

@@ -2,6 +2,7 @@
 
     python -m experiments.leaderboard                                   # the embedded default's runs
     python -m experiments.leaderboard leaderboard.runs=outputs/runs/my-exp aria.manifest=/data/manifest.csv
+    python -m experiments.leaderboard aria.channels=audio                # a channel set of aria.channels
 
 Writes `aria.json` and `aria_queries.csv` into each run folder and `leaderboard.{csv,md,tex}` and
 `figures/*.png` into `leaderboard.results`; every output records this command.
@@ -14,6 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from aria.channels import get_channel_set
 from aria.diagnose import AriaSettings
 from aria.errors import AriaError
 from aria.features import FeatureSettings
@@ -47,7 +49,7 @@ def main(cfg: DictConfig) -> None:
         table = run_leaderboard(
             cfg.leaderboard.runs, cfg.leaderboard.results, settings=settings, feature_settings=feature_settings,
             cache_dir=cfg.aria.cache, manifest=cfg.aria.manifest, workers=int(cfg.aria.workers),
-            progress=bool(cfg.progress), command=command,
+            progress=bool(cfg.progress), command=command, channel_set=get_channel_set(cfg.aria.channels),
         )
     except AriaError as err:
         sys.exit(f"leaderboard: {err}")

@@ -27,12 +27,9 @@ def configure_runtime(cfg: DictConfig) -> None:
 
 def load_corpus(cfg: DictConfig) -> Manifest:
     """Build or reuse the corpus named by the `data` group."""
-    from experiments.corpus import build_corpus
+    from lumina.corpus import build_corpus
 
-    return build_corpus(
-        OmegaConf.to_container(cfg.data, resolve=True), Path(cfg.paths.cache),
-        threads=int(cfg.threads), progress=bool(cfg.progress),
-    )
+    return build_corpus(cfg.data, cfg.paths.cache, threads=int(cfg.threads), progress=bool(cfg.progress))
 
 
 def generator_loader(cfg: DictConfig, manifest: Manifest) -> Callable[..., Generator]:

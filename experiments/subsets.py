@@ -5,258 +5,18 @@ random fraction of the training tracks, and every track's teacher-forcing loss u
     python -m experiments.subsets ground_truth.n_models=8         # the first 8 of the same 32
 
 Subset m is drawn from its own generator seeded with (subset_seed, m), so growing M keeps the models already
-trained. Each model is cached by `train_embedded` (shared with every other experiment that trains on the same
-subset); each finished model writes `models/mNNN.json` (subset, seeds, losses, seconds) into the study folder.
-An interrupted run picks up where it stopped: finished models are read back, a model cut off mid-training
-resumes from its last resume point. Worker processes run with one torch thread each.
+trained; an interrupted run picks up where it stopped. The study itself: `groundtruth.study`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import multiprocessing
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import hydra
-import numpy as np
-import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from experiments.setup import configure_runtime, load_corpus
-from lumina.errors import ParameterError
-from lumina.generator.codes import encode_tracks
-from lumina.generator.embedded import EmbeddedModelConfig, fit_codec, train_embedded
-from lumina.generator.model import Generator
-from lumina.generator.teacher_forcing import delay_pattern
-from lumina.generator.training import crop_batch
-from lumina.manifest import Manifest
-
-PLAN_FILE = "plan.json"
-MODELS_DIR = "models"
-
-
-@dataclass
-class Study:
-    """Finished subset models of one study.
-
-    train_ids: (N,) training tracks; track_ids: (n,) every track with a loss; subsets: M lists of track ids;
-    membership: (M, N) bool; losses: (M, n) teacher-forcing loss; codebook_losses: (M, n, K); records: the
-    per-model JSON records (seeds, seconds, model path).
-    """
-
-    folder: Path
-    train_ids: list[str]
-    track_ids: list[str]
-    subsets: list[list[str]]
-    membership: np.ndarray
-    losses: np.ndarray
-    codebook_losses: np.ndarray
-    records: list[dict]
-
-    @property
-    def n_models(self) -> int:
-        return len(self.subsets)
-
-    def loss_of(self, ids: Sequence[str], codebook: int | None = None) -> np.ndarray:
-        """Losses (M, len(ids)) of the tracks `ids` (one codebook's loss when `codebook` is given)."""
-        column = {t: i for i, t in enumerate(self.track_ids)}
-        index = [column[t] for t in ids]
-        return self.losses[:, index] if codebook is None else self.codebook_losses[:, index, codebook]
-
-    def fraction_in(self, sources: Sequence[str]) -> np.ndarray:
-        """Fraction (M,) of the tracks `sources` that each model was trained on."""
-        column = {t: i for i, t in enumerate(self.train_ids)}
-        return self.membership[:, [column[t] for t in sources]].mean(axis=1)
-
-
-def draw_subset(train_ids: Sequence[str], fraction: float, seed: int, index: int) -> list[str]:
-    """Subset `index`: round(fraction · N) tracks drawn without replacement, in manifest order."""
-    if not 0.0 < fraction < 1.0:
-        raise ParameterError(f"ground_truth.fraction must lie strictly between 0 and 1, got {fraction}")
-    size = max(1, round(fraction * len(train_ids)))
-    chosen = np.random.default_rng([seed, index]).choice(len(train_ids), size=size, replace=False)
-    return [train_ids[i] for i in sorted(chosen)]
-
-
-def study_folder(root: str | Path, manifest: Manifest, model_options: Mapping, fraction: float, seed: int) -> Path:
-    """`root/<hash>`: one folder per corpus, model recipe, subset fraction and subset seed."""
-    payload = [manifest.sha256(), dict(model_options), float(fraction), int(seed)]
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return Path(root) / key
-
-
-@torch.no_grad()
-def track_losses(
-    generator: Generator, codes: Mapping[str, np.ndarray], descriptions: Mapping[str, str], ids: Sequence[str],
-    *, batch_size: int = 8,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Teacher-forcing loss of whole clips: total (n,) = Σ(ce·mask)/Σmask, and per codebook (n, K)."""
-    totals, per_codebook = [], []
-    ids = list(ids)
-    for i in range(0, len(ids), batch_size):
-        chunk = ids[i : i + batch_size]
-        frames = max(codes[t].shape[1] for t in chunk)
-        batch, lengths = crop_batch([codes[t] for t in chunk], [0] * len(chunk), frames)
-        inputs, targets, valid = delay_pattern(batch, generator.special_token, lengths)
-        states, mask = generator.encode_text([descriptions[t] for t in chunk])
-        logits = generator.logits(inputs, states, mask)
-        b, k, s, v = logits.shape
-        ce = F.cross_entropy(logits.reshape(-1, v).double(), targets.reshape(-1), reduction="none").view(b, k, s)
-        weight = valid.double()
-        sums, counts = (ce * weight).sum(dim=2), weight.sum(dim=2)
-        totals.append((sums.sum(dim=1) / counts.sum(dim=1)).numpy())
-        per_codebook.append((sums / counts).numpy())
-    return np.concatenate(totals), np.concatenate(per_codebook)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
-
-
-def train_subset_model(job: dict) -> dict:
-    """Train (or load from cache) one subset model, measure every track's loss, write its JSON record."""
-    torch.set_num_threads(int(job["threads"]))
-    torch.use_deterministic_algorithms(True)
-    manifest: Manifest = job["manifest"]
-    config = EmbeddedModelConfig.from_dict(job["model"])
-    started = time.perf_counter()
-    generator = train_embedded(manifest, config, job["cache_root"], train_ids=job["subset"], name=job["name"],
-                               progress=False)
-    ids = manifest.table["track_id"].tolist()
-    codes = encode_tracks(generator.codec, manifest, ids, Path(job["cache_root"]), progress=False)
-    descriptions = dict(zip(ids, manifest.table["description"], strict=True))
-    total, per_codebook = track_losses(generator, codes, descriptions, ids)
-    record = {
-        "index": job["index"],
-        "subset": job["subset"],
-        "subset_seed": [job["subset_seed"], job["index"]],
-        "model_seed": config.seed,
-        "train_seed": config.train.seed,
-        "model_path": generator.source,
-        "model_identity": generator.identity(),
-        "train_seconds": generator.record.get("train_seconds"),
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "threads": torch.get_num_threads(),
-        "track_ids": ids,
-        "losses": total.tolist(),
-        "codebook_losses": per_codebook.tolist(),
-    }
-    _write_json(Path(job["out"]), record)
-    return record
-
-
-def run_subsets(
-    manifest: Manifest,
-    model_options: Mapping,
-    cache_root: str | Path,
-    folder: str | Path,
-    *,
-    n_models: int,
-    fraction: float = 0.5,
-    seed: int = 0,
-    workers: int = 2,
-    threads: int = 1,
-    progress: bool = True,
-) -> Study:
-    """Train the subset models of a study that are not finished yet and return all `n_models` of them.
-
-    `workers` > 1 trains in that many spawned processes, each with `threads` torch threads; `workers` = 1
-    trains in this process (with `threads` threads, restored afterwards).
-    """
-    if model_options.get("kind") != "embedded":
-        raise ParameterError("subset retraining needs the embedded generator (model=embedded)")
-    folder = Path(folder)
-    (folder / MODELS_DIR).mkdir(parents=True, exist_ok=True)
-    train_ids = manifest.train_ids
-    planned = json.loads((folder / PLAN_FILE).read_text())["subsets"] if (folder / PLAN_FILE).exists() else []
-    subsets = [draw_subset(train_ids, fraction, seed, m) for m in range(max(n_models, len(planned)))]
-    plan = {"manifest_sha256": manifest.sha256(), "model": dict(model_options), "fraction": fraction,
-            "subset_seed": seed, "train_ids": train_ids, "subsets": subsets}
-    _write_json(folder / PLAN_FILE, plan)
-    config = EmbeddedModelConfig.from_dict(model_options)
-    codec = fit_codec(manifest, config.codec, Path(cache_root), progress=progress)
-    encode_tracks(codec, manifest, manifest.table["track_id"].tolist(), Path(cache_root), progress=progress)
-    jobs = [
-        {"index": m, "subset": subsets[m], "subset_seed": seed, "manifest": manifest, "model": dict(model_options),
-         "cache_root": str(cache_root), "name": model_options.get("name", "embedded"), "threads": threads,
-         "out": str(folder / MODELS_DIR / f"m{m:03d}.json")}
-        for m in range(n_models) if not (folder / MODELS_DIR / f"m{m:03d}.json").exists()
-    ]
-    bar = tqdm(total=n_models, initial=n_models - len(jobs), desc="subset models", unit="model",
-               disable=not progress)
-    try:
-        if workers <= 1:
-            previous = torch.get_num_threads()
-            try:
-                for job in jobs:
-                    record = train_subset_model(job)
-                    bar.update(1)
-                    bar.set_postfix(seconds=record["wall_seconds"])
-            finally:
-                torch.set_num_threads(previous)
-        elif jobs:  # leaving the block (also on an interrupt) terminates the workers; rerunning resumes
-            with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-                for record in pool.imap_unordered(train_subset_model, jobs):
-                    bar.update(1)
-                    bar.set_postfix(seconds=record["wall_seconds"])
-    finally:
-        bar.close()
-    return load_study(folder, n_models)
-
-
-def load_study(folder: str | Path, n_models: int | None = None) -> Study:
-    """The finished models among the first `n_models` of a study (all finished ones when None), in index order."""
-    folder = Path(folder)
-    plan = json.loads((folder / PLAN_FILE).read_text())
-    paths = sorted((folder / MODELS_DIR).glob("m*.json"))
-    records = [json.loads(p.read_text()) for p in paths]
-    records = [r for r in records if n_models is None or r["index"] < n_models]
-    if not records:
-        raise ParameterError(f"{folder}: no finished subset model (run `python -m experiments.subsets` first)")
-    track_ids = records[0]["track_ids"]
-    train_ids = plan["train_ids"]
-    position = {t: i for i, t in enumerate(train_ids)}
-    membership = np.zeros((len(records), len(train_ids)), dtype=bool)
-    for row, record in enumerate(records):
-        membership[row, [position[t] for t in record["subset"]]] = True
-    return Study(
-        folder=folder,
-        train_ids=train_ids,
-        track_ids=track_ids,
-        subsets=[r["subset"] for r in records],
-        membership=membership,
-        losses=np.array([r["losses"] for r in records], dtype=np.float64),
-        codebook_losses=np.array([r["codebook_losses"] for r in records], dtype=np.float64),
-        records=records,
-    )
-
-
-def study_from_config(cfg: DictConfig, manifest: Manifest) -> Study:
-    """Train what is missing of the study `cfg.ground_truth` describes and return it."""
-    gt = cfg.ground_truth
-    model_options = OmegaConf.to_container(cfg.model, resolve=True)
-    folder = study_folder(gt.dir, manifest, model_options, float(gt.fraction), int(gt.subset_seed))
-    return run_subsets(
-        manifest, model_options, cfg.paths.cache, folder, n_models=int(gt.n_models), fraction=float(gt.fraction),
-        seed=int(gt.subset_seed), workers=int(gt.workers), threads=int(gt.threads_per_worker),
-        progress=bool(cfg.progress),
-    )
-
-
-def timing_summary(study: Study) -> dict[str, float]:
-    """Mean training seconds per model (as trained) and the models trained in this study's records."""
-    trained = [r for r in study.records if r.get("train_seconds")]
-    seconds = [r["train_seconds"] for r in trained]
-    return {"models": study.n_models, "mean_train_seconds": float(np.mean(seconds)) if seconds else float("nan"),
-            "threads_per_model": trained[0]["threads"] if trained else 0}
+from groundtruth.study import open_study, timing_summary
 
 
 @hydra.main(config_path="../conf", config_name="ground_truth", version_base="1.3")
@@ -264,7 +24,8 @@ def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
     manifest = load_corpus(cfg)
     started = time.perf_counter()
-    study = study_from_config(cfg, manifest)
+    study = open_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache, cfg.ground_truth,
+                       progress=bool(cfg.progress))
     summary = timing_summary(study)
     print(f"\n{study.n_models} subset models in {study.folder} "
           f"({summary['mean_train_seconds']:.0f} s of training per model on {summary['threads_per_model']} thread(s); "

@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from experiments.corpus import build_corpus, corpus_dir, folder
-from experiments.corpus.embedded import drop_quiet
-from experiments.corpus.plan import check_design
-from experiments.corpus.render import quiet_fraction
-from experiments.corpus.scores import note_coverage, parse_piece, unusable_reason
+from lumina.corpus import build_corpus, corpus_dir, folder
+from lumina.corpus.embedded import drop_quiet
+from lumina.corpus.music21_pieces import note_coverage, parse_piece, unusable_reason
+from lumina.corpus.plan import check_design
+from lumina.corpus.render import quiet_fraction
 from lumina.errors import CorpusError, ParameterError
 from lumina.manifest import QUERY_KINDS, Manifest
 from tests.conftest import REPO, data_config
@@ -149,7 +149,7 @@ def test_same_seed_gives_identical_audio_in_another_process(tiny_corpus: Manifes
                                                              tmp_path: Path) -> None:
     script = (
         "import json, sys\n"
-        "from experiments.corpus import build_corpus\n"
+        "from lumina.corpus import build_corpus\n"
         "manifest = build_corpus(json.loads(sys.argv[1]), sys.argv[2], threads=1, progress=False)\n"
         "print(manifest.root)\n"
     )
@@ -160,6 +160,7 @@ def test_same_seed_gives_identical_audio_in_another_process(tiny_corpus: Manifes
     other = Manifest.load(Path(done.stdout.strip().splitlines()[-1]) / "manifest.csv")
     assert audio_hashes(other) == audio_hashes(tiny_corpus)
     assert other.sha256() == tiny_corpus.sha256()
+    assert other.catalogue_key == tiny_corpus.catalogue_key and re.fullmatch(r"[0-9a-f]{12}", other.catalogue_key)
 
 
 def test_another_seed_gives_another_corpus(tiny_corpus: Manifest, tiny_music21_cfg: dict,
@@ -169,6 +170,7 @@ def test_another_seed_gives_another_corpus(tiny_corpus: Manifest, tiny_music21_c
     hashes, reference = audio_hashes(other), audio_hashes(tiny_corpus)
     assert len(hashes) == len(reference)
     assert not set(hashes.values()) & set(reference.values())
+    assert other.catalogue_key != tiny_corpus.catalogue_key
     assert set(rows(other, "train")["piece"]) != set(rows(tiny_corpus, "train")["piece"])
 
 
@@ -366,6 +368,36 @@ def test_folder_metadata_and_queries(tmp_path: Path) -> None:
     assert table.loc["live__low", "split"] == "control"
     assert table.loc["stereo", "description"] == "synth pop"
     assert manifest.query_ids == ["out1"] and table.loc["out1", "sample_rate"] == 48000
+
+
+def test_folder_catalogue_is_keyed_by_its_content(tmp_path: Path) -> None:
+    """docs/corpus.md#folder-key: the corpus folder and `catalogue_key` follow the files, not `data.name`."""
+    def recordings(name: str, seconds: dict[str, float]) -> Path:
+        music = tmp_path / name
+        music.mkdir()
+        for file, length in seconds.items():
+            sf.write(music / file, tone(length, SR), SR)
+        return music
+
+    cache = tmp_path / "cache"
+    a = recordings("a", {"song.wav": 1.0, "other.wav": 0.5})
+    b = recordings("b", {"song.wav": 2.0, "other.wav": 0.5})  # same file names, one file's audio differs
+    copy = recordings("copy", {"song.wav": 1.0, "other.wav": 0.5})  # a's files in another place
+    built = {m.name: build_corpus(folder_cfg(m), cache, progress=False) for m in (a, b, copy)}
+    assert built["a"].root != built["b"].root and built["a"].root.name.startswith("folder-")
+    assert built["a"].catalogue_key != built["b"].catalogue_key
+    assert built["copy"].root == built["a"].root and built["copy"].catalogue_key == built["a"].catalogue_key
+    assert built["copy"].path_of("song") == (copy / "song.wav").resolve()
+    again = build_corpus(folder_cfg(a), cache, progress=False)
+    assert again.root == built["a"].root and again.catalogue_key == built["a"].catalogue_key
+    without_hashes = Manifest(again.table.drop(columns="audio_sha256"), again.root)
+    assert without_hashes.catalogue_key == again.catalogue_key, "the hash column only spares reading the files"
+    sf.write(a / "new.wav", tone(0.5, 16000), 16000)  # nothing renamed, one file added
+    grown = build_corpus(folder_cfg(a), cache, progress=False)
+    assert grown.root != built["a"].root and grown.catalogue_key != built["a"].catalogue_key
+    metadata = tmp_path / "meta.csv"
+    pd.DataFrame({"path": ["song.wav"], "description": ["a tone"]}).to_csv(metadata, index=False)
+    assert corpus_dir(folder_cfg(a, metadata=str(metadata)), cache) != grown.root
 
 
 def test_folder_empty_or_unusable(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Ground truth: LDS on a synthetic linear datamodel, planted-retrieval metrics by hand, and real retrainings
-of a tiny generator on a tiny folder corpus (oracle sign, determinism, resume, the whole command)."""
+"""Ground truth on real retrainings of a tiny generator on a tiny folder corpus: oracle sign, determinism in
+parallel workers, resume, the whole command (the metrics on synthetic data: test_groundtruth_metrics.py)."""
 
 from __future__ import annotations
 
@@ -12,120 +12,21 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
 from scipy import stats
 
-from experiments import subsets
 from experiments.ground_truth import ground_truth
-from experiments.influence_check import two_way_effect
 from experiments.setup import load_corpus
+from groundtruth.lds import lds_per_query
+from groundtruth.planted import two_way_effect
+from groundtruth.study import PLAN_FILE, Study, draw_subset, open_study
 from lumina.generator import training
-from lumina.ground_truth import (
-    bootstrap_ci,
-    chance_first_rank,
-    chance_hit_at_k,
-    chance_mrr,
-    chance_pvalues,
-    hit_at_k,
-    lds_per_query,
-    mean_reciprocal_rank,
-    planted_ranks,
-    top_k_precision,
-    track_matrix,
-)
+from lumina.manifest import Manifest
 from lumina.scores import ScoreMatrix, write_run
 from tests.generator_fixtures import tone
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 N_MODELS = 6
-
-
-# -- LDS on a synthetic linear datamodel ------------------------------------------------------------------------
-
-def linear_datamodel(n_train: int = 60, n_queries: int = 12, n_models: int = 200, noise: float = 0.05, seed: int = 0):
-    """Membership (M, N), true effects β (N, Q) and losses (M, Q) = −Σ_{i∈S} β_iq + noise."""
-    rng = np.random.default_rng(seed)
-    beta = rng.standard_normal((n_train, n_queries))
-    membership = np.zeros((n_models, n_train), dtype=bool)
-    for m in range(n_models):
-        membership[m, rng.choice(n_train, n_train // 2, replace=False)] = True
-    losses = -(membership.astype(float) @ beta) + noise * rng.standard_normal((n_models, n_queries))
-    return membership, beta, losses
-
-
-def test_lds_of_exact_attribution_is_near_one_and_of_random_scores_near_zero():
-    membership, beta, losses = linear_datamodel()
-    exact = lds_per_query(beta, membership, losses)
-    assert exact.mean() > 0.98 and exact.min() > 0.95
-    random = [lds_per_query(np.random.default_rng(100 + s).standard_normal(beta.shape), membership, losses).mean()
-              for s in range(5)]
-    assert abs(np.mean(random)) < 0.05
-    assert lds_per_query(-beta, membership, losses).mean() < -0.98  # the sign is the convention's
-
-
-def test_lds_equals_direct_spearman_and_constant_columns_score_zero():
-    membership, beta, losses = linear_datamodel(n_models=40, noise=2.0, seed=1)
-    scores = beta + np.random.default_rng(2).standard_normal(beta.shape)
-    got = lds_per_query(scores, membership, losses)
-    predicted = membership.astype(float) @ scores
-    direct = [stats.spearmanr(predicted[:, q], -losses[:, q]).statistic for q in range(beta.shape[1])]
-    np.testing.assert_allclose(got, direct, atol=1e-6)
-    scores[:, 0] = 0.0
-    assert lds_per_query(scores, membership, losses)[0] == 0.0
-
-
-def test_bootstrap_interval_brackets_the_mean_and_is_reproducible():
-    values = np.random.default_rng(0).normal(0.3, 0.1, size=32)
-    low, high = bootstrap_ci(values, n_resamples=1000, seed=0)
-    assert low < values.mean() < high and high - low < 0.1
-    assert (low, high) == bootstrap_ci(values, n_resamples=1000, seed=0)
-
-
-def test_track_matrix_sums_segments_and_marks_unscored_tracks():
-    scores = np.array([[1.0, 0.0], [2.0, 1.0], [5.0, -1.0]])
-    tau = track_matrix(scores, ["a", "a", "c"], ["a", "b", "c"])
-    np.testing.assert_array_equal(tau[0], [3.0, 1.0])
-    assert np.isnan(tau[1]).all()
-    np.testing.assert_array_equal(tau[2], [5.0, -1.0])
-
-
-# -- planted retrieval by hand ----------------------------------------------------------------------------------
-
-def test_hit_at_k_and_mrr_by_hand():
-    train = [f"t{i}" for i in range(12)]
-    scores = np.zeros((12, 3))
-    scores[:, 0] = np.arange(12)[::-1]          # t0 best … t11 worst; source t2 → rank 3
-    scores[:, 1] = np.arange(12)                # t11 best; sources t0 (rank 12), t9 (rank 3) → 3
-    scores[:, 2] = 1.0                          # all tied: ties go against the source → rank 12
-    sources = [["t2"], ["t0", "t9"], ["t5"]]
-    ranks = planted_ranks(scores, train, sources)
-    np.testing.assert_array_equal(ranks, [3, 3, 12])
-    assert hit_at_k(ranks, 10) == pytest.approx(2 / 3)
-    assert hit_at_k(ranks, 2) == 0.0
-    assert mean_reciprocal_rank(ranks) == pytest.approx((1 / 3 + 1 / 3 + 1 / 12) / 3)
-    np.testing.assert_allclose(top_k_precision(scores, train, sources, 10), [0.1, 0.1, 0.0])
-    scores[0, 0] = np.nan                       # an unscored track ranks last
-    assert planted_ranks(scores, train, sources)[0] == 2
-
-
-def test_chance_levels_by_hand():
-    assert chance_hit_at_k(10, 1, 3) == pytest.approx(0.3)
-    assert chance_hit_at_k(10, 2, 3) == pytest.approx(1 - (8 * 7 * 6) / (10 * 9 * 8))  # no source in the top 3
-    assert chance_mrr(4, 1) == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
-    assert chance_first_rank(20, 3).sum() == pytest.approx(1.0)
-    p_hit, p_mrr = chance_pvalues(np.array([1, 1, 1, 1]), 100, [1, 1, 1, 1], k=10, n_draws=2000)
-    assert p_hit < 0.01 and p_mrr < 0.01
-    p_hit, p_mrr = chance_pvalues(np.array([90, 95, 80, 99]), 100, [1, 1, 1, 1], k=10, n_draws=2000)
-    assert p_hit > 0.5 and p_mrr > 0.5
-
-
-def test_two_way_effect_recovers_a_planted_slope():
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 2, size=(16, 8)).astype(float)
-    y = rng.normal(size=(1, 8)) + rng.normal(size=(16, 1)) - 0.3 * x + 0.05 * rng.standard_normal((16, 8))
-    effect = two_way_effect(y, x)
-    assert effect["effect"] == pytest.approx(-0.3, abs=0.03) and effect["t"] < -10
-    assert effect["dof"] == 16 * 8 - 16 - 8
-    assert math.isnan(two_way_effect(y, np.ones_like(x))["effect"])
 
 
 # -- real retrainings of a tiny generator -----------------------------------------------------------------------
@@ -179,11 +80,17 @@ def tiny_cfg(corpus: Path, outputs: Path, *extra: str):
         return compose(config_name="ground_truth", overrides=overrides)
 
 
+def study_of(cfg: DictConfig, manifest: Manifest) -> Study:
+    """The study of `cfg.ground_truth`, as the apps open it (missing models trained)."""
+    return open_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache, cfg.ground_truth,
+                      progress=False)
+
+
 @pytest.fixture(scope="module")
 def study(corpus, tmp_path_factory):
     cfg = tiny_cfg(corpus, tmp_path_factory.mktemp("gt_out"))
     manifest = load_corpus(cfg)
-    return cfg, manifest, subsets.study_from_config(cfg, manifest)
+    return cfg, manifest, study_of(cfg, manifest)
 
 
 def test_oracle_that_marks_the_duplicate_gets_positive_lds(study):
@@ -203,14 +110,14 @@ def test_oracle_that_marks_the_duplicate_gets_positive_lds(study):
 
 def test_subsets_are_recorded_and_retraining_is_deterministic_in_parallel_workers(study, corpus, tmp_path):
     cfg, manifest, reference = study
-    plan = json.loads((reference.folder / subsets.PLAN_FILE).read_text())
+    plan = json.loads((reference.folder / PLAN_FILE).read_text())
     assert plan["subsets"] == reference.subsets and len(reference.subsets) == N_MODELS
     assert all(len(s) == len(reference.train_ids) // 2 for s in reference.subsets)
-    assert reference.subsets[0] == subsets.draw_subset(reference.train_ids, 0.5, 0, 0)
+    assert reference.subsets[0] == draw_subset(reference.train_ids, 0.5, 0, 0)
     assert [r["subset_seed"] for r in reference.records] == [[0, m] for m in range(N_MODELS)]
     # same seeds, fresh caches, two spawned worker processes with one thread each → the same bits
     again_cfg = tiny_cfg(corpus, tmp_path, "ground_truth.n_models=2", "ground_truth.workers=2")
-    again = subsets.study_from_config(again_cfg, load_corpus(again_cfg))
+    again = study_of(again_cfg, load_corpus(again_cfg))
     assert [r["model_identity"] for r in again.records] == [r["model_identity"] for r in reference.records[:2]]
     np.testing.assert_array_equal(again.losses, reference.losses[:2])
     np.testing.assert_array_equal(again.codebook_losses, reference.codebook_losses[:2])
@@ -234,12 +141,12 @@ def test_interrupted_study_resumes_without_retraining_and_gives_the_same_results
 
     monkeypatch.setattr(training, "crop_batch", counting_crop)
     with pytest.raises(KeyboardInterrupt):
-        subsets.study_from_config(cfg, manifest)
+        study_of(cfg, manifest)
     first_json = next((tmp_path / "ground_truth").rglob("m000.json"))
     stamp = first_json.stat().st_mtime_ns
     assert not list(first_json.parent.glob("m001.json"))
     interrupted_calls, calls["n"], calls["kill_at"] = calls["n"] - 1, 0, -1
-    resumed = subsets.study_from_config(cfg, manifest)
+    resumed = study_of(cfg, manifest)
     # the finished model is not trained again; the cut one resumes from its last resume point
     assert first_json.stat().st_mtime_ns == stamp
     assert calls["n"] < 2 * steps + cfg.model.train.resume_every - (interrupted_calls - steps)

@@ -4,15 +4,18 @@ import numpy as np
 import pytest
 
 from aria.alignment import alignment, dominant_axis, pc_r2
+from aria.channels import ChannelSet
 
 rng = np.random.default_rng(0)
-CHANNELS = {"rhythm": ("a",), "timbre": ("b",), "harmony": ("chords",)}
+CHANNELS = ChannelSet("test", {"rhythm": ("a",), "timbre": ("b",), "harmony": ("chords",)},
+                      {"a": "euclidean", "b": "euclidean", "chords": "lcs"},
+                      {"rhythm": "Rhythmic", "timbre": "Timbral", "harmony": "Harmonic"})
 
 
 def test_axis_equal_to_one_dimension_has_r_max_one():
     X = {"a": rng.normal(size=(100, 8)), "b": rng.normal(size=(100, 30))}
     u = 3.0 * X["b"][:, 7] + 1.0
-    out = alignment(u, X, CHANNELS)
+    out = alignment(u, X, channel_set=CHANNELS)
     assert out["timbre"]["r_max"] == pytest.approx(1.0)
     assert (out["timbre"]["r_max_feature"], out["timbre"]["r_max_dim"]) == ("b", 7)
     assert out["rhythm"]["r_max"] < 0.4

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from aria.channels import ChannelSet
 from aria.homogeneity import (
     group_similarity,
     group_values,
@@ -17,7 +18,8 @@ from aria.homogeneity import (
 )
 from aria.similarity import feature_std, standardized_similarity
 
-CHANNELS = {"rhythm": ("a",), "timbre": ("b", "c")}
+CHANNELS = ChannelSet("test", {"rhythm": ("a",), "timbre": ("b", "c")}, {f: "euclidean" for f in "abc"},
+                      {"rhythm": "Rhythmic", "timbre": "Timbral"})
 
 
 def _pool(n=60, seed=0, clusters=None):
@@ -31,9 +33,9 @@ def _pool(n=60, seed=0, clusters=None):
 @pytest.mark.parametrize("k", [5, 20])
 def test_groups_drawn_with_a_fresh_seed_have_standard_z(k):
     sims = _pool()
-    null = null_distribution(sims, CHANNELS, k, n_groups=1000, seed=0)
+    null = null_distribution(sims, k, channel_set=CHANNELS, n_groups=1000, seed=0)
     fresh = random_groups(60, k, 3000, seed=12345)
-    _, by_channel = group_values(sims, CHANNELS, fresh)
+    _, by_channel = group_values(sims, fresh, channel_set=CHANNELS)
     for channel, z in zscores(by_channel, null["channels"]).items():
         assert abs(z.mean()) < 0.12, channel
         assert z.std() == pytest.approx(1.0, abs=0.1), channel
@@ -64,7 +66,8 @@ def test_query_groups_from_a_planted_cluster_are_homogeneous_in_their_channel_on
     sims = _pool(n, clusters=clusters)
     T = (clusters[:, None] == np.arange(6)[None, :]).astype(float)  # query q retrieves cluster q
     T += 0.01 * np.random.default_rng(1).normal(size=T.shape)
-    out = homogeneity(T, sims, CHANNELS, [5, 10, 50, 60], lambda k: null_distribution(sims, CHANNELS, k, seed=0))
+    out = homogeneity(T, sims, [5, 10, 50, 60], lambda k: null_distribution(sims, k, channel_set=CHANNELS, seed=0),
+                      channel_set=CHANNELS)
     assert sorted(out) == [5, 10, 50]
     assert out[10]["summary"]["timbre"]["z_mean"] > 3.0
     assert out[10]["summary"]["timbre"]["sig"] == 1.0

@@ -17,34 +17,12 @@ import pytest
 from aria.diagnose import AriaSettings
 from aria.errors import ArtefactError
 from aria.io import read_scores
-from aria.leaderboard import COLUMNS, run_leaderboard
+from aria.leaderboard import leaderboard_columns, run_leaderboard
+from tests.aria.artefacts import write_run, write_scores
 from tests.aria.music import chord_piece, render
 
 ROOT = Path(__file__).resolve().parents[2]
 N_TRAIN, N_QUERY, SEGMENTS = 12, 6, 2
-
-
-def write_scores(path: Path, scores: np.ndarray, segment_track: list[str], query_ids: list[str], *, method: str,
-                 setting: str, normalization: str, manifest: Path | None) -> Path:
-    """A score-matrix artefact exactly as docs/formats.md describes it, written with h5py."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = h5py.string_dtype()
-    with h5py.File(path, "w") as f:
-        f.create_dataset("scores", data=np.asarray(scores, dtype=np.float32))
-        f.create_dataset("segment_track", data=np.array(segment_track, dtype=object), dtype=text)
-        f.create_dataset("segment_start_s", data=np.zeros(len(segment_track), dtype=np.float32))
-        f.create_dataset("track_ids", data=np.array(list(dict.fromkeys(segment_track)), dtype=object), dtype=text)
-        f.create_dataset("query_ids", data=np.array(query_ids, dtype=object), dtype=text)
-        f.attrs.update({"method": method, "setting": setting, "orientation": "train x query",
-                        "level": "segment" if len(segment_track) > len(set(segment_track)) else "track",
-                        "normalization": normalization, "settings_json": "{}",
-                        "provenance_json": json.dumps({"manifest": str(manifest)} if manifest else {})})
-    return path
-
-
-def write_run(run_dir: Path, record: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps(record))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +77,7 @@ def test_leaderboard_end_to_end(experiment, cache, tmp_path):
     table = run_leaderboard(experiment["runs"], results, settings=SETTINGS, cache_dir=cache,
                             workers=2, progress=False, command="python -m experiments.leaderboard test")
     csv = pd.read_csv(results / "leaderboard.csv")
-    assert list(csv.columns) == list(COLUMNS)
+    assert list(csv.columns) == list(leaderboard_columns())
     assert len(csv) == 3 and len(table) == 3
     by = csv.set_index("method")
     assert by.loc["flatmethod", "rho1"] == pytest.approx(1.0, abs=1e-5)

@@ -7,7 +7,9 @@ import logging
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
+from contextlib import closing
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
@@ -16,10 +18,11 @@ import pandas as pd
 import pretty_midi
 from tqdm import tqdm
 
-from experiments.corpus.common import read_json, worker_pool, write_json
-from experiments.corpus.plan import Piece, check_design, plan_tracks, required_quarters, role_counts
-from experiments.corpus.render import QUIET_BELOW_DB, render_track
-from experiments.corpus.scores import collection_pieces, parse_piece, unusable_reason
+from execution.parallel import parallel_map
+from lumina.corpus.common import read_json, settings_key, write_json
+from lumina.corpus.music21_pieces import collection_pieces, parse_piece, unusable_reason
+from lumina.corpus.plan import Piece, check_design, plan_tracks, required_quarters, role_counts
+from lumina.corpus.render import QUIET_BELOW_DB, render_task
 from lumina.errors import CorpusError
 from lumina.manifest import COLUMNS, Manifest
 
@@ -31,8 +34,13 @@ BUNDLED_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 
 
 def identity(cfg: Mapping) -> dict:
-    """What, besides the settings, decides the output (part of the cache key)."""
+    """What, besides the settings, decides the output (part of `cache_key`)."""
     return {"builder_version": BUILDER_VERSION, "music21": version("music21")}
+
+
+def cache_key(cfg: Mapping, corpus_root: Path, *, threads: int = 2, progress: bool = False) -> str:
+    """Short hash of the settings and `identity` (the corpus folder's name ends with it)."""
+    return settings_key({"settings": cfg, "identity": identity(cfg)})
 
 
 def soundfont_path(configured: str | None) -> Path:
@@ -73,9 +81,10 @@ def candidate_pieces(cfg: Mapping) -> list[Piece]:
     return [s[i] for i in range(longest) for s in shuffled if i < len(s)]
 
 
-def select_pieces(cfg: Mapping, imap: Callable[..., Iterator], scores_dir: Path, progress: bool
+def select_pieces(cfg: Mapping, scores_dir: Path, threads: int, progress: bool
                   ) -> tuple[dict[str, list[Piece]], dict[str, np.ndarray], list[dict]]:
-    """Parse candidates in order (parses cached in `scores_dir`) until every role has its pieces.
+    """Parse candidates in order (parses cached in `scores_dir`, `threads` worker processes) until every role
+    has its pieces.
 
     Returns (pieces by role, note tables by piece, skipped [{"piece", "reason"}]); pieces that fail to
     parse or expand, are too short or have too little sound are skipped, always the same ones for a seed.
@@ -87,8 +96,8 @@ def select_pieces(cfg: Mapping, imap: Callable[..., Iterator], scores_dir: Path,
     accepted: list[Piece] = []
     notes: dict[str, np.ndarray] = {}
     skipped: list[dict] = []
-    with tqdm(total=total, desc="music21 pieces", disable=not progress) as bar:
-        parsed = imap(parse_piece, [p for p, _ in candidates], [scores_dir] * len(candidates))
+    parsed = parallel_map(partial(parse_piece, cache_dir=scores_dir), [p for p, _ in candidates], workers=threads)
+    with tqdm(total=total, desc="music21 pieces", disable=not progress) as bar, closing(parsed):
         for piece, (table, reason) in zip(candidates, parsed, strict=True):
             reason = reason or unusable_reason(table, need, float(cfg["min_note_coverage"]))
             if reason:
@@ -164,14 +173,13 @@ def build(cfg: Mapping, out_dir: Path, *, threads: int = 2, progress: bool = Tru
     settings = {key: cfg[key] for key in ("sample_rate", "track_s", "velocity", "eq_lowpass_hz", "reverb_rt60_s",
                                           "reverb_wet", "noise_snr_db", "target_rms_dbfs")}
     settings.update(soundfonts=tools["soundfonts"], fluidsynth=tools["fluidsynth"])
-    with worker_pool(threads) as imap:
-        scores_dir = out_dir.parent / f"music21-scores-{BUILDER_VERSION}-{identity(cfg)['music21']}"
-        pieces, notes, skipped = select_pieces(cfg, imap, scores_dir, progress)
-        parsed_s = time.perf_counter() - started
-        specs = plan_tracks(cfg, pieces)
-        paths = [out_dir / "audio" / f"{s['track_id']}.wav" for s in specs]
-        stats = list(tqdm(imap(render_track, specs, [notes[s["piece"]] for s in specs], [settings] * len(specs),
-                               paths), total=len(specs), desc="render tracks", disable=not progress))
+    scores_dir = out_dir.parent / f"music21-scores-{BUILDER_VERSION}-{identity(cfg)['music21']}"
+    pieces, notes, skipped = select_pieces(cfg, scores_dir, threads, progress)
+    parsed_s = time.perf_counter() - started
+    specs = plan_tracks(cfg, pieces)
+    tasks = [(s, notes[s["piece"]], out_dir / "audio" / f"{s['track_id']}.wav") for s in specs]
+    stats = list(tqdm(parallel_map(partial(render_task, settings=settings), tasks, workers=threads),
+                      total=len(specs), desc="render tracks", disable=not progress))
     kept, dropped = drop_quiet(specs, stats, float(cfg["max_quiet_fraction"]))
     for item in dropped:
         (out_dir / "audio" / f"{item['track_id']}.wav").unlink(missing_ok=True)

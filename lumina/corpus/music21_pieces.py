@@ -1,4 +1,5 @@
-"""Scores from the music21 corpus as plain note tables, and the checks that decide whether a piece is used."""
+"""Pieces of the music21 corpus (its scores) as plain note tables, and the checks that decide whether a piece is
+used by the embedded corpus."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ import pretty_midi
 import soundfile as sf
 from scipy import signal
 
-from experiments.corpus.scores import SECONDS_PER_QUARTER
 from lumina.audio import rms_dbfs, save_audio
+from lumina.corpus.music21_pieces import SECONDS_PER_QUARTER
 from lumina.errors import CorpusError
 
 MIDI_CHANNELS = 15
@@ -129,7 +129,7 @@ def quiet_fraction(audio: np.ndarray, sample_rate: int, *, frame_s: float = 0.05
 
 
 def render_track(spec: Mapping, notes: np.ndarray, settings: Mapping, path: Path) -> dict:
-    """Render one planned track (see `experiments.corpus.plan`) to the WAV `path` unless it is there already,
+    """Render one planned track (see `lumina.corpus.plan`) to the WAV `path` unless it is there already,
     then measure the written file. Returns {"track_id", "quiet_fraction", "rms_dbfs"}."""
     path = Path(path)
     if not path.exists():
@@ -159,3 +159,9 @@ def render_track(spec: Mapping, notes: np.ndarray, settings: Mapping, path: Path
         "quiet_fraction": quiet_fraction(written, sample_rate),
         "rms_dbfs": rms_dbfs(written),
     }
+
+
+def render_task(task: tuple[Mapping, np.ndarray, Path], settings: Mapping) -> dict:
+    """`render_track` of one `(spec, notes, path)` task: the one-argument form `parallel_map` calls."""
+    spec, notes, path = task
+    return render_track(spec, notes, settings, path)

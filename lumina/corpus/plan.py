@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pretty_midi
 
-from experiments.corpus.scores import SECONDS_PER_QUARTER
+from lumina.corpus.music21_pieces import SECONDS_PER_QUARTER
 from lumina.errors import ParameterError
 
 Piece = tuple[str, str]

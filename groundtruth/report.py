@@ -1,0 +1,201 @@
+"""The ground-truth reports: `planted_influence.{md,csv}` (the in-vs-out effects) and `ground_truth.csv`,
+`ground_truth_aria.csv`, `ground_truth_channels.csv` and `README.md` (every setting judged, LUMINA's channels,
+Aria versus the truth, and the findings in plain sentences computed from those tables). Each output records
+the command that made it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from groundtruth.agreement import RELIABILITY
+from groundtruth.planted import PLANTED_KINDS
+from groundtruth.study import Study
+from lumina.manifest import QUERY_KINDS
+
+
+def influence_markdown(groups: pd.DataFrame, queries: pd.DataFrame, command: str, study: Study) -> str:
+    """The report: the group table, per-codebook effects and per-query effects, with the command."""
+    n_codebooks = sum(c.startswith("effect_cb") for c in groups.columns)
+    lines = [
+        "# Planted influence: does a query's loss fall when its planted sources are in the training subset?",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"{study.n_models} subset models (α = {study.membership.mean():.2f}, study `{study.folder}`). Effect = "
+        "slope of the query's teacher-forcing loss (nats) on the fraction of its planted sources in the "
+        "subset, with query and model fixed effects: the change from none to all of its sources in. "
+        "Negative = the sources help. `own_track`: training tracks on their own presence (sanity check); "
+        "`placebo`: each planted query with random other training tracks standing in for its sources.",
+        "",
+        "| group | tracks | models | effect (nats) | se | t | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in groups.itertuples():
+        lines.append(f"| {r.group} | {r.n_tracks} | {r.n_models} | {r.effect:+.4f} | {r.se:.4f} | {r.t:+.2f} | "
+                     f"{r.p:.2g} |")
+    lines += ["", "Per codebook (effect in nats, t):", "",
+              "| group | " + " | ".join(f"codebook {k + 1}" for k in range(n_codebooks)) + " |",
+              "|---|" + "---|" * n_codebooks]
+    for _, r in groups.iterrows():
+        cells = [f"{r[f'effect_cb{k + 1}']:+.4f} (t {r[f't_cb{k + 1}']:+.2f})" for k in range(n_codebooks)]
+        lines.append(f"| {r['group']} | " + " | ".join(cells) + " |")
+    lines += ["", "Per query (plain regression over the models, M − 2 dof):", "",
+              "| query | kind | variant | sources | effect (nats) | t |", "|---|---|---|---|---|---|"]
+    for r in queries.itertuples():
+        lines.append(f"| {r.query_id} | {r.kind} | {r.variant} | {r.n_sources} | {r.effect:+.4f} | {r.t:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_influence_report(groups: pd.DataFrame, queries: pd.DataFrame, study: Study, results: str | Path,
+                           command: str) -> Path:
+    """Write `planted_influence.csv` (groups, then queries) and `planted_influence.md` into `results`;
+    groups and queries as `planted_effects` returns them. Returns the Markdown file."""
+    results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
+    table = pd.concat([groups.assign(level="group"), queries.rename(columns={"query_id": "group"})
+                       .assign(level="query")], ignore_index=True)
+    table.insert(0, "level", table.pop("level"))
+    table.assign(command=command).to_csv(results / "planted_influence.csv", index=False)
+    (results / "planted_influence.md").write_text(influence_markdown(groups, queries, command, study))
+    return results / "planted_influence.md"
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    """A table cell: floats with `digits` decimals, NaN as —."""
+    if isinstance(value, (float, np.floating)):
+        return "—" if not np.isfinite(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame, columns: Sequence[str], digits: int = 3) -> str:
+    """A Markdown table of `columns` of `frame` (floats with `digits` decimals, NaN as —)."""
+    if frame.empty:
+        return "(nothing to show yet: no method runs found)"
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, r in frame.iterrows():
+        lines.append("| " + " | ".join(_fmt(r[c], digits) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def influence_label(t: float) -> str:
+    """How the in-vs-out t-statistic of a planted kind reads: `influence` needs t ≤ −3."""
+    return "influence" if t <= -3 else "weak evidence of influence" if t <= -2 else "no measured influence"
+
+
+def findings(table: pd.DataFrame, effects: pd.DataFrame, channels: pd.DataFrame, agreement: pd.DataFrame,
+             chance: dict, k: int) -> list[str]:
+    """The findings in plain sentences, each computed from the tables."""
+    out = []
+    by_group = effects.set_index("group")
+    for kind in PLANTED_KINDS:
+        if kind in by_group.index:
+            e = by_group.loc[kind]
+            label = influence_label(e["t"])
+            out.append(f"**{kind}** queries: {label} of their planted sources (loss change {e['effect']:+.3f} nats "
+                       f"with all sources in, t = {e['t']:+.1f}, {int(e['n_models'])} subset models). Retrieving "
+                       "these sources is " + ("retrieving influence." if label == "influence" else
+                                              "musical similarity, not demonstrated influence."))
+    if not table.empty:
+        best = table.sort_values("lds", ascending=False).iloc[0]
+        above = table[table["lds_ci_low"] > 0]
+        out.append(f"**LDS**: best {best['method']}/{best['setting']} at {best['lds']:.3f} "
+                   f"[{best['lds_ci_low']:.3f}, {best['lds_ci_high']:.3f}]; {len(above)} of {len(table)} settings "
+                   "have an interval above 0.")
+        for kind in PLANTED_KINDS:
+            col = f"{kind}_hit_at_{k}"
+            if kind in chance and table[col].notna().any():
+                top = table.sort_values(col, ascending=False).iloc[0]
+                out.append(f"**{kind} hit@{k}**: best {top['method']}/{top['setting']} {top[col]:.3f} "
+                           f"(chance {chance[kind]['hit']:.3f}).")
+    for r in channels.itertuples():
+        better_chance = r.p_mrr_vs_chance < 0.05
+        better_other = r.p_vs_other < 0.05
+        out.append(f"**LUMINA {r.setting} on {r.kind} sources**: MRR {r.mrr:.3f} vs chance {r.chance_mrr:.3f} "
+                   f"(p = {r.p_mrr_vs_chance:.3g}) and vs {r.other} {r.other_mrr:.3f} (Wilcoxon p = "
+                   f"{r.p_vs_other:.3g}): {'better' if better_chance else 'not better'} than chance, "
+                   f"{'better' if better_other else 'not better'} than the other channel.")
+    for r in agreement[agreement["truth"] == "lds"].itertuples():
+        if np.isfinite(r.spearman):
+            out.append(f"**Aria {r.aria} vs LDS** over {r.n} settings: Spearman {r.spearman:+.2f} "
+                       f"(p = {r.spearman_p:.2g}), Kendall {r.kendall:+.2f}.")
+    return out
+
+
+def write_results(results: str | Path, command: str, study: Study, table: pd.DataFrame, effects: pd.DataFrame,
+                  channels: pd.DataFrame, agreement: pd.DataFrame, chance: dict, k: int, skipped: Sequence[str],
+                  channel_names: Sequence[str]) -> None:
+    """ground_truth.csv, ground_truth_aria.csv, ground_truth_channels.csv and README.md into `results`.
+
+    table, channels, agreement: from `judge_runs`, `lumina_channels`, `aria_vs_truth`; effects: the groups
+    of `planted_effects`; chance: `chance_levels`; `skipped` lists the runs that could not be judged, with
+    the reason; channel_names: Aria's channels whose z̄ the README shows.
+    """
+    results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
+    table.assign(command=command).to_csv(results / "ground_truth.csv", index=False)
+    agreement.assign(command=command).to_csv(results / "ground_truth_aria.csv", index=False)
+    channels.assign(command=command).to_csv(results / "ground_truth_channels.csv", index=False)
+    hit = [f"{kind}_hit_at_{k}" for kind in PLANTED_KINDS]
+    mrr = [f"{kind}_mrr" for kind in PLANTED_KINDS]
+    seconds = [r["train_seconds"] for r in study.records if r.get("train_seconds")]
+    lines = [
+        "# Ground truth on the embedded default",
+        "",
+        f"Every table on this page: `{command}` (writes `ground_truth.csv`, `ground_truth_aria.csv`, "
+        "`ground_truth_channels.csv`, `planted_influence.{md,csv}` and this page). Method runs are read from "
+        "`outputs/runs/…/<method>/<setting>/scores.h5`; Aria's homogeneity z from `leaderboard.csv` "
+        "(`python -m experiments.leaderboard`) when present.",
+        "",
+        f"Truth: {study.n_models} models of the embedded recipe, each trained on a random half of the "
+        f"{len(study.train_ids)} training tracks (mean {np.mean(seconds) if seconds else math.nan:.0f} s of "
+        f"training per model on {study.records[0]['threads']} thread). Method: docs/ground_truth.md.",
+        "",
+        "## Findings",
+        "",
+        *[f"- {s}" for s in findings(table, effects, channels, agreement, chance, k)],
+        "",
+        "## Do the planted sources influence the model? (in-vs-out on the subset models)",
+        "",
+        markdown_table(effects, ["group", "n_tracks", "n_models", "effect", "se", "t", "p"], 4),
+        "",
+        "Per codebook and per query: `planted_influence.md`.",
+        "",
+        "## LDS and planted retrieval per setting",
+        "",
+        f"LDS: mean over queries of the per-query Spearman; {int(table['n_queries'].max()) if len(table) else 0} "
+        f"queries; 95 % bootstrap interval over queries. Chance hit@{k}: "
+        + ", ".join(f"{kind} {c['hit']:.3f}" for kind, c in chance.items())
+        + "; chance MRR: " + ", ".join(f"{kind} {c['mrr']:.3f}" for kind, c in chance.items())
+        + f"; chance precision@{k}: " + ", ".join(f"{kind} {c['precision']:.3f}" for kind, c in chance.items()) + ". "
+        "Measured influence of these sources (table above): "
+        + ", ".join(f"{r.group} {r.effect:+.3f} nats (t {r.t:+.1f}: {influence_label(r.t)})"
+                    for r in effects.itertuples() if r.group in PLANTED_KINDS) + ".",
+        "",
+        markdown_table(table, ["method", "setting", "lds", "lds_ci_low", "lds_ci_high", *hit, *mrr]),
+        "",
+        "LDS per query kind and Aria's numbers for the same settings:",
+        "",
+        markdown_table(table, ["method", "setting", *[f"lds_{q}" for q in QUERY_KINDS], *RELIABILITY,
+                               "collapsed", *[f"aria_{c}_z" for c in channel_names]]),
+        "",
+        "## LUMINA's channels on their own kind of planted source",
+        "",
+        markdown_table(channels, ["setting", "kind", "n_queries", f"hit_at_{k}", "mrr", f"chance_hit_at_{k}",
+                                  "chance_mrr", "p_mrr_vs_chance", "other", "other_mrr", "p_vs_other"])
+        if not channels.empty else "No LUMINA P/M pair among the runs yet.",
+        "",
+        "## Aria versus the truth (non-collapsed settings)",
+        "",
+        "Diagnostics oriented so that larger means more trustworthy by Aria's reading (ρ₁, c̄, ρ̄ negated).",
+        "",
+        markdown_table(agreement, ["aria", "truth", "n", "spearman", "spearman_p", "kendall", "kendall_p"]),
+        "",
+        *(["## Runs not judged", "", *[f"- {s}" for s in skipped], ""] if skipped else []),
+    ]
+    (results / "README.md").write_text("\n".join(lines))

@@ -1,0 +1,154 @@
+"""Ground-truth metrics on synthetic data: LDS on a linear datamodel, planted retrieval and chance levels by
+hand, the in-vs-out effect, and how runs are found and read (Aria's reader)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from groundtruth.agreement import aria_vs_truth, attach_aria, query_homogeneity
+from groundtruth.judge import find_matrices
+from groundtruth.lds import bootstrap_ci, lds_per_query, track_matrix
+from groundtruth.planted import (
+    chance_first_rank,
+    chance_hit_at_k,
+    chance_mrr,
+    chance_pvalues,
+    hit_at_k,
+    mean_reciprocal_rank,
+    planted_ranks,
+    top_k_precision,
+    two_way_effect,
+)
+from lumina.scores import ScoreMatrix, write_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- LDS on a synthetic linear datamodel ------------------------------------------------------------------------
+
+def linear_datamodel(n_train: int = 60, n_queries: int = 12, n_models: int = 200, noise: float = 0.05, seed: int = 0):
+    """Membership (M, N), true effects β (N, Q) and losses (M, Q) = −Σ_{i∈S} β_iq + noise."""
+    rng = np.random.default_rng(seed)
+    beta = rng.standard_normal((n_train, n_queries))
+    membership = np.zeros((n_models, n_train), dtype=bool)
+    for m in range(n_models):
+        membership[m, rng.choice(n_train, n_train // 2, replace=False)] = True
+    losses = -(membership.astype(float) @ beta) + noise * rng.standard_normal((n_models, n_queries))
+    return membership, beta, losses
+
+
+def test_lds_of_exact_attribution_is_near_one_and_of_random_scores_near_zero():
+    membership, beta, losses = linear_datamodel()
+    exact = lds_per_query(beta, membership, losses)
+    assert exact.mean() > 0.98 and exact.min() > 0.95
+    random = [lds_per_query(np.random.default_rng(100 + s).standard_normal(beta.shape), membership, losses).mean()
+              for s in range(5)]
+    assert abs(np.mean(random)) < 0.05
+    assert lds_per_query(-beta, membership, losses).mean() < -0.98  # the sign is the convention's
+
+
+def test_lds_equals_direct_spearman_and_constant_columns_score_zero():
+    membership, beta, losses = linear_datamodel(n_models=40, noise=2.0, seed=1)
+    scores = beta + np.random.default_rng(2).standard_normal(beta.shape)
+    got = lds_per_query(scores, membership, losses)
+    predicted = membership.astype(float) @ scores
+    direct = [stats.spearmanr(predicted[:, q], -losses[:, q]).statistic for q in range(beta.shape[1])]
+    np.testing.assert_allclose(got, direct, atol=1e-6)
+    scores[:, 0] = 0.0
+    assert lds_per_query(scores, membership, losses)[0] == 0.0
+
+
+def test_bootstrap_interval_brackets_the_mean_and_is_reproducible():
+    values = np.random.default_rng(0).normal(0.3, 0.1, size=32)
+    low, high = bootstrap_ci(values, n_resamples=1000, seed=0)
+    assert low < values.mean() < high and high - low < 0.1
+    assert (low, high) == bootstrap_ci(values, n_resamples=1000, seed=0)
+
+
+def test_track_matrix_sums_segments_and_marks_unscored_tracks():
+    scores = np.array([[1.0, 0.0], [2.0, 1.0], [5.0, -1.0]])
+    tau = track_matrix(scores, ["a", "a", "c"], ["a", "b", "c"])
+    np.testing.assert_array_equal(tau[0], [3.0, 1.0])
+    assert np.isnan(tau[1]).all()
+    np.testing.assert_array_equal(tau[2], [5.0, -1.0])
+
+
+# -- planted retrieval by hand ----------------------------------------------------------------------------------
+
+def test_hit_at_k_and_mrr_by_hand():
+    train = [f"t{i}" for i in range(12)]
+    scores = np.zeros((12, 3))
+    scores[:, 0] = np.arange(12)[::-1]          # t0 best … t11 worst; source t2 → rank 3
+    scores[:, 1] = np.arange(12)                # t11 best; sources t0 (rank 12), t9 (rank 3) → 3
+    scores[:, 2] = 1.0                          # all tied: ties go against the source → rank 12
+    sources = [["t2"], ["t0", "t9"], ["t5"]]
+    ranks = planted_ranks(scores, train, sources)
+    np.testing.assert_array_equal(ranks, [3, 3, 12])
+    assert hit_at_k(ranks, 10) == pytest.approx(2 / 3)
+    assert hit_at_k(ranks, 2) == 0.0
+    assert mean_reciprocal_rank(ranks) == pytest.approx((1 / 3 + 1 / 3 + 1 / 12) / 3)
+    np.testing.assert_allclose(top_k_precision(scores, train, sources, 10), [0.1, 0.1, 0.0])
+    scores[0, 0] = np.nan                       # an unscored track ranks last
+    assert planted_ranks(scores, train, sources)[0] == 2
+
+
+def test_chance_levels_by_hand():
+    assert chance_hit_at_k(10, 1, 3) == pytest.approx(0.3)
+    assert chance_hit_at_k(10, 2, 3) == pytest.approx(1 - (8 * 7 * 6) / (10 * 9 * 8))  # no source in the top 3
+    assert chance_mrr(4, 1) == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
+    assert chance_first_rank(20, 3).sum() == pytest.approx(1.0)
+    p_hit, p_mrr = chance_pvalues(np.array([1, 1, 1, 1]), 100, [1, 1, 1, 1], k=10, n_draws=2000)
+    assert p_hit < 0.01 and p_mrr < 0.01
+    p_hit, p_mrr = chance_pvalues(np.array([90, 95, 80, 99]), 100, [1, 1, 1, 1], k=10, n_draws=2000)
+    assert p_hit > 0.5 and p_mrr > 0.5
+
+
+def test_two_way_effect_recovers_a_planted_slope():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, size=(16, 8)).astype(float)
+    y = rng.normal(size=(1, 8)) + rng.normal(size=(16, 1)) - 0.3 * x + 0.05 * rng.standard_normal((16, 8))
+    effect = two_way_effect(y, x)
+    assert effect["effect"] == pytest.approx(-0.3, abs=0.03) and effect["t"] < -10
+    assert effect["dof"] == 16 * 8 - 16 - 8
+    assert math.isnan(two_way_effect(y, np.ones_like(x))["effect"])
+
+
+# -- finding and reading runs -----------------------------------------------------------------------------------
+
+def test_find_matrices_reads_through_aria_and_lists_the_refused_runs(tmp_path):
+    scores = np.arange(6, dtype=np.float32).reshape(3, 2)
+    good = ScoreMatrix(scores, ["a", "a", "b"], ["q0", "q1"], method="m", setting="good")
+    write_run(tmp_path / "m" / "good", {"method": "m", "setting": "good"}, good)
+    write_run(tmp_path / "m" / "failed", {"method": "m", "setting": "failed", "status": "failed"})
+    broken = ScoreMatrix(scores, ["a", "a", "b"], ["q0", "q1"], method="m", setting="nan")
+    write_run(tmp_path / "m" / "nan", {"method": "m", "setting": "nan"}, broken)
+    with h5py.File(tmp_path / "m" / "nan" / "scores.h5", "r+") as f:
+        f["scores"][0, 0] = np.nan
+    found, refused = find_matrices(tmp_path)
+    assert [folder.name for folder, _ in found] == ["good"]
+    matrix = found[0][1]
+    np.testing.assert_array_equal(matrix.scores, scores)
+    assert (matrix.method, matrix.setting, matrix.level, matrix.segment_track) == ("m", "good", "segment",
+                                                                                   ["a", "a", "b"])
+    assert len(refused) == 1 and "nan" in refused[0] and "NaN" in refused[0]
+    assert find_matrices(tmp_path / "nowhere") == ([], [])
+
+
+def test_agreement_without_settings_or_leaderboard(tmp_path):
+    empty = aria_vs_truth(pd.DataFrame(), pd.DataFrame(), 10, ("rhythm",))
+    assert empty.empty and list(empty.columns)[:3] == ["aria", "truth", "n"]
+    table = attach_aria(pd.DataFrame({"method": ["m"], "setting": ["s"]}), tmp_path / "none.csv", ("rhythm", "x"))
+    assert list(table.columns) == ["method", "setting", "aria_rhythm_z", "aria_x_z", "aria_rank"]
+    assert list(query_homogeneity(tmp_path, 10, ("rhythm",)).columns) == ["query_id", "z_rhythm"]
+
+
+def test_aria_never_imports_groundtruth():
+    for path in (ROOT / "aria").rglob("*.py"):
+        assert "groundtruth" not in path.read_text(), path
