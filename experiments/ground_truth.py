@@ -25,6 +25,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import pandas as pd
+from lumina.scores import ScoreMatrix
 from omegaconf import DictConfig
 from scipy import stats
 from tqdm.auto import tqdm
@@ -49,7 +50,6 @@ from lumina.ground_truth import (
     track_matrix,
 )
 from lumina.manifest import QUERY_KINDS, Manifest
-from lumina.scores import ScoreMatrix
 
 RELIABILITY = ("rho1", "rho2_5", "concentration", "inter_query_corr")
 ARIA_BETTER_HIGH = {"rho1": False, "rho2_5": True, "concentration": False, "inter_query_corr": False}

@@ -25,6 +25,7 @@ import hydra
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lumina.generator.model import Generator
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -32,7 +33,6 @@ from experiments.setup import configure_runtime, load_corpus
 from lumina.errors import ParameterError
 from lumina.generator.codes import encode_tracks
 from lumina.generator.embedded import EmbeddedModelConfig, fit_codec, train_embedded
-from lumina.generator.model import Generator
 from lumina.generator.teacher_forcing import delay_pattern
 from lumina.generator.training import crop_batch
 from lumina.manifest import Manifest

@@ -5,6 +5,7 @@ Plain functions on 1-D float32 numpy arrays, in the style of librosa.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,15 @@ def load_audio(
     if not allow_silent and rms_dbfs(audio) < SILENCE_DBFS:
         raise AudioError(path, "silent (RMS below -90 dBFS)", "remove it from the corpus; it carries no music")
     return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex): the identity of an audio file, wherever it lies."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:

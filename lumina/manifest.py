@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from lumina.audio import file_sha256
 from lumina.errors import CorpusError
 
 COLUMNS: dict[str, object] = {
@@ -29,6 +30,9 @@ COLUMNS: dict[str, object] = {
     "variant": "",
     "offset_s": 0.0,
 }
+AUDIO_SHA256 = "audio_sha256"
+"""Optional column: the SHA-256 of each row's audio file (the folder builder writes it), which spares
+`Manifest.catalogue_key` reading the files."""
 SPLITS = ("train", "query", "control")
 QUERY_KINDS = ("near_copy", "composition", "production", "held_out")
 
@@ -39,6 +43,7 @@ class Manifest:
 
     table: pd.DataFrame
     root: Path
+    _catalogue_memo: tuple[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.table = normalise_table(self.table, self.root)
@@ -95,7 +100,25 @@ class Manifest:
         return Manifest(index.loc[track_ids].reset_index(), self.root)
 
     def sha256(self) -> str:
+        """SHA-256 of the table as CSV (paths as written, audio not read)."""
         return hashlib.sha256(self.table.to_csv(index=False).encode()).hexdigest()
+
+    @property
+    def catalogue_key(self) -> str:
+        """Short SHA-256 (12 hex digits) of the catalogue's content: every row but its `path`, plus the SHA-256 of
+        its audio file (the `audio_sha256` column where every row has one, else the file is read). The same rows
+        and audio bytes give the same key wherever the files lie; a changed file, row or track list changes it
+        (docs/corpus.md#catalogue-key). Computed once per table content."""
+        table_sha = self.sha256()
+        if self._catalogue_memo is None or self._catalogue_memo[0] != table_sha:
+            if AUDIO_SHA256 in self.table and self.table[AUDIO_SHA256].astype(str).ne("").all():
+                hashes = self.table[AUDIO_SHA256].astype(str).tolist()
+            else:
+                hashes = [file_sha256(p if Path(p).is_absolute() else self.root / p) for p in self.table["path"]]
+            content = self.table.drop(columns=["path", AUDIO_SHA256], errors="ignore").assign(**{AUDIO_SHA256: hashes})
+            key = hashlib.sha256(content.to_csv(index=False).encode()).hexdigest()[:12]
+            self._catalogue_memo = (table_sha, key)
+        return self._catalogue_memo[1]
 
 
 def normalise_table(table: pd.DataFrame, root: Path) -> pd.DataFrame:

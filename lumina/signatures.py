@@ -17,13 +17,8 @@ import torch
 
 from lumina.audio import chunk_bounds, rms_dbfs
 from lumina.errors import ParameterError
-from lumina.generator.capture import (
-    LUMINA_TENSORS,
-    capture_gradients,
-    lm_head_names,
-    stack_tensor,
-    tensor_parameter_names,
-)
+from lumina.generator.capture import LUMINA_TENSORS, capture_gradients, stack_tensor
+from lumina.generator.protocol import Generator
 
 CHANNELS = ("P", "M")
 STATISTICS = ("mean", "std", "l2", "max", "min", "skewness")
@@ -128,7 +123,7 @@ def channel_layers(num_layers: int, config: SignatureConfig) -> dict[str, list[i
     return layers
 
 
-def channel_tensors(generator, config: SignatureConfig) -> dict[str, list[tuple[str, list[str]]]]:
+def channel_tensors(generator: Generator, config: SignatureConfig) -> dict[str, list[tuple[str, list[str]]]]:
     """Per channel, its tensors in signature order as (label, parameter names) — layer ascending, then the
     SPEC §1 tensor order (`layers`), attention tensors for P and linear1/linear2 for M (`tensors`), or
     self-attention of P's layers for P and the per-codebook output heads for M (`heads`)."""
@@ -140,25 +135,26 @@ def channel_tensors(generator, config: SignatureConfig) -> dict[str, list[tuple[
     }[config.channel_split]
     out: dict[str, list[tuple[str, list[str]]]] = {}
     for channel in CHANNELS:
-        out[channel] = [
-            (f"layers.{layer}.{tensor}", tensor_parameter_names(generator, layer, tensor))
-            for layer in layers[channel] for tensor in per_channel[channel]
-        ]
+        out[channel] = []
+        for layer in layers[channel]:
+            available = generator.lumina_tensors(layer)
+            out[channel] += [(f"layers.{layer}.{tensor}", available[tensor])
+                             for tensor in per_channel[channel] if tensor in available]
     if config.channel_split == "heads":
-        out["M"] = [(f"lm_heads.{k}", [name]) for k, name in enumerate(lm_head_names(generator))]
+        out["M"] = [(f"lm_heads.{k}", [name]) for k, name in enumerate(generator.output_heads())]
     for channel, tensors in out.items():
         if not tensors:
             raise ParameterError(f"channel {channel} has no tensors (channel_split={config.channel_split})")
     return out
 
 
-def signature_dims(generator, config: SignatureConfig) -> dict[str, int]:
+def signature_dims(generator: Generator, config: SignatureConfig) -> dict[str, int]:
     """Signature length per channel: 6 per tensor (`stats`) or `jl_dim` (`jl`)."""
     tensors = channel_tensors(generator, config)
     return {c: len(STATISTICS) * len(t) if config.mode == "stats" else config.jl_dim for c, t in tensors.items()}
 
 
-def signature_labels(generator, config: SignatureConfig) -> dict[str, list[str]]:
+def signature_labels(generator: Generator, config: SignatureConfig) -> dict[str, list[str]]:
     """Name of each signature dimension per channel: `<tensor label>.<statistic>` (`stats`) or `jl.<i>`."""
     if config.mode == "jl":
         return {c: [f"jl.{i}" for i in range(config.jl_dim)] for c in CHANNELS}
@@ -223,7 +219,7 @@ def track_windows(audio: np.ndarray, sample_rate: int, config: SignatureConfig
 
 
 def average_gradients(
-    generator,
+    generator: Generator,
     audio: np.ndarray,
     windows: Sequence[tuple[int, int]],
     text: str,
@@ -238,7 +234,7 @@ def average_gradients(
     total: dict[str, torch.Tensor] = {}
     tokens = 0
     for start, stop in windows:
-        codes = torch.from_numpy(np.ascontiguousarray(generator.encode_audio(audio[start:stop])))[None]
+        codes = torch.from_numpy(np.ascontiguousarray(generator.codec.encode(audio[start:stop])))[None]
         tokens += int(codes.shape[1] * codes.shape[2])
         grads = capture_gradients(generator, codes, [text], capture, codebook_weights=codebook_weights)
         for name in names:
@@ -248,7 +244,7 @@ def average_gradients(
 
 
 def track_gradients(
-    generator,
+    generator: Generator,
     audio: np.ndarray,
     text: str,
     config: SignatureConfig,
@@ -357,7 +353,8 @@ def signatures_from_gradients(batch: Sequence[TrackGradients], config: Signature
     return out
 
 
-def signature(generator, audio: np.ndarray, text: str, config: SignatureConfig) -> dict[str, np.ndarray] | Skipped:
+def signature(generator: Generator, audio: np.ndarray, text: str, config: SignatureConfig
+              ) -> dict[str, np.ndarray] | Skipped:
     """One track's signatures {"P", "M"} (float32, unit norm), or Skipped with the reason."""
     grads = track_gradients(generator, audio, text, config)
     return grads if isinstance(grads, Skipped) else signatures_from_gradients([grads], config)[0]

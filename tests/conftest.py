@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lumina.corpus import build_corpus
 from omegaconf import OmegaConf
 
-from experiments.corpus import build_corpus
 from lumina.manifest import Manifest
 
 REPO = Path(__file__).resolve().parents[1]

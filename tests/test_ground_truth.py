@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
+from lumina.scores import ScoreMatrix, write_run
 from scipy import stats
 
 from experiments import subsets
@@ -32,7 +33,6 @@ from lumina.ground_truth import (
     top_k_precision,
     track_matrix,
 )
-from lumina.scores import ScoreMatrix, write_run
 from tests.generator_fixtures import tone
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")

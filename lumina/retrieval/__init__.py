@@ -5,8 +5,8 @@
     vectors = embed_files(encoder, {"t1": path}, cache_dir)    # (n, dim), cached per file
 """
 
-from lumina.embeddings.cache import embed_files
-from lumina.embeddings.encoder import (
+from lumina.retrieval.cache import embed_files
+from lumina.retrieval.encoder import (
     CHECKPOINT_ENCODERS,
     ENCODERS,
     Encoder,
