@@ -46,7 +46,7 @@ def setup(method: str, overrides: list[str]):
     """Config, manifest and generator loader of the embedded default with `+method=method` (in this process)."""
     from hydra import compose, initialize_config_dir
 
-    from experiments.setup import configure_runtime, generator_loader, load_corpus
+    from lumina.context import configure_runtime, generator_loader, load_corpus
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"+method={method}", *overrides])
@@ -86,8 +86,8 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
     import torch
 
     from lumina.baselines import blockif, task
-    from lumina.baselines.data import loader
-    from lumina.baselines.inner import inner_product_scores
+    from lumina.baselines.gradient_similarity import inner_product_scores
+    from lumina.baselines.items import loader
     from lumina.baselines.trak import trak
     from lumina.generator.capture import only_requiring_grad
     from lumina.methods.gradient import load_corpus, parameter_choice

@@ -45,12 +45,12 @@ def measure_extraction(model_dir: str, audio_paths: list[str], texts: list[str],
     import torch
 
     from lumina.audio import load_audio
-    from lumina.generator.model import Generator
+    from lumina.generator.musicgen import MusicgenGenerator
     from lumina.signatures import SignatureConfig, signatures_from_gradients, track_gradients
 
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
-    generator = Generator.load(model_dir)
+    generator = MusicgenGenerator.load(model_dir)
     config = SignatureConfig.from_options(options)
     capture = list(generator.lm_parameters()) if backward == "full" else None
     audios = [load_audio(p, generator.codec.sample_rate, allow_silent=True) for p in audio_paths]
@@ -77,7 +77,7 @@ def similarity_timing(dims: dict[str, int], options: dict, sizes=SIMILARITY_SIZE
     """Time `prepare` and `attribute` on random databases of each size."""
     from lumina.database import SignatureDatabase
     from lumina.report import attribute, prepare
-    from lumina.scoring import ScoringConfig
+    from lumina.signature_scoring import ScoringConfig
 
     rng = np.random.default_rng(0)
     scoring = ScoringConfig.from_options(options)
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_intermixed_args(argv)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=["+method=lumina", *args.overrides])
-    from experiments.setup import configure_runtime, generator_loader, load_corpus
+    from lumina.context import configure_runtime, generator_loader, load_corpus
     from lumina.signatures import SignatureConfig, signature_dims
 
     configure_runtime(cfg)

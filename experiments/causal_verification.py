@@ -1,11 +1,12 @@
-"""LUMINA causal verification (seed 000; SPEC §2) on the embedded default: ablate, retrain, re-sign, compare.
+"""LUMINA causal verification (docs/lumina.md#causal-verification) on the embedded default: ablate, retrain,
+re-sign, compare.
 
-    python -m experiments.causal_verification +method=lumina                       # 8 queries, Channel P
-    python -m experiments.causal_verification +method=lumina method.causal.queries=4 method.causal.channel=M
+    python -m experiments.causal_verification                           # 8 queries, Channel P
+    python -m experiments.causal_verification causal.queries=4 causal.channel=M
 
 For each chosen query: remove its top-attributed training song, retrain the embedded model without it
 (cached), sign the query and the training songs under that model, and pass when the query's cosine to the
-removed song dropped by at least `method.causal.sigmas` times the query's population std of cosines; the
+removed song dropped by at least `causal.sigmas` times the query's population std of cosines; the
 same with a random mid-ranked song removed as the control; and, in that control's model, the top song's own
 drop (`top_kept`: what retraining alone does to a song ranked first). Writes
 `<paths.results>/causal_verification.md` and `.csv` after every query, so an interrupted run leaves its table
@@ -21,14 +22,15 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from experiments.setup import configure_runtime, generator_loader, load_corpus
 from lumina.causal import ROLES, choose_queries, pass_rates, plan, verdict
+from lumina.context import build_context, configure_runtime
 from lumina.database import build_database, manifest_tracks
 from lumina.errors import ParameterError
 from lumina.methods.lumina import channel_matrix, database_path
-from lumina.scoring import cosine_scores
+from lumina.methods.options import LuminaOptions
+from lumina.signature_scoring import cosine_scores
 from lumina.signatures import SignatureConfig
 from lumina.stats import population, sts
 
@@ -74,28 +76,25 @@ def write_results(rows: list[dict], header: dict, folder: Path) -> tuple[Path, P
 
 def verify(cfg: DictConfig) -> list[dict]:
     """Run the causal verification the config describes; returns one row per ablation."""
-    if "method" not in cfg or cfg.method.name != "lumina":
-        sys.exit("run with +method=lumina (its options, method.causal.* included, configure the check)")
     configure_runtime(cfg)
-    options = OmegaConf.to_container(cfg.method, resolve=True)
-    causal = options["causal"]
-    channel = str(causal["channel"])
+    ctx = build_context(cfg)
+    options: LuminaOptions = ctx.options  # type: ignore[assignment]
+    causal = cfg.causal
+    channel = str(causal.channel)
     if channel not in ("P", "M", "PM"):
-        raise ParameterError(f"method.causal.channel must be P, M or PM, got {channel!r}")
-    config = SignatureConfig.from_options(options)
-    manifest = load_corpus(cfg)
-    load = generator_loader(cfg, manifest)
-    cache_dir = Path(cfg.paths.cache) / "methods" / f"{cfg.data.name}-{cfg.model.name}" / "lumina"
+        raise ParameterError(f"causal.channel must be P, M or PM, got {channel!r}")
+    config = SignatureConfig.from_options(options.as_dict())
+    manifest, load, cache_dir = ctx.manifest, ctx.load_generator, ctx.cache_dir
     tracks = {t.track_id: t for t in manifest_tracks(manifest)}
     full = load()
-    db = build_database(database_path(options, cache_dir, config), full, list(tracks.values()), config,
-                        batch_size=int(options["batch_size"]))
+    db = build_database(database_path(options, cache_dir), full, list(tracks.values()), config,
+                        batch_size=options.batch_size)
     train_ids = [t for t in manifest.train_ids if t in set(db.song_ids)]
     train = channel_matrix(db, channel, train_ids)
-    rng = np.random.default_rng(int(causal["seed"]))
-    queries = choose_queries(manifest, int(causal["queries"]), int(causal["seed"]))
+    rng = np.random.default_rng(int(causal.seed))
+    queries = choose_queries(manifest, int(causal.queries), int(causal.seed))
     header = {"command": " ".join(["python -m experiments.causal_verification", *sys.argv[1:]]), "channel": channel,
-              "sigmas": float(causal["sigmas"]), "model_hash": db.provenance["model_hash"], "n_train": len(train_ids),
+              "sigmas": float(causal.sigmas), "model_hash": db.provenance["model_hash"], "n_train": len(train_ids),
               "signature": f"{config.mode}, channel_split {config.channel_split}, segments {config.segments}"}
     kinds = dict(zip(manifest.table["track_id"], manifest.table["query_kind"], strict=True))
     rows: list[dict] = []
@@ -110,7 +109,7 @@ def verify(cfg: DictConfig) -> list[dict]:
             ablated = load([t for t in manifest.train_ids if t != removed])
             signed = build_database(cache_dir / "causal" / f"signatures-{ablated.identity()}.h5", ablated,
                                     [tracks[query], *(tracks[t] for t in train_ids)], config,
-                                    batch_size=int(options["batch_size"]))
+                                    batch_size=options.batch_size)
             after = cosine_scores(channel_matrix(signed, channel, train_ids), channel_matrix(signed, channel, [query]))
             after = after[:, 0]
             mu_after, sigma_after = population(after)
@@ -122,7 +121,7 @@ def verify(cfg: DictConfig) -> list[dict]:
                     "planted": name in manifest.sources_of(query),
                     "rank_before": song["rank"], "cosine_before": song["cosine"],
                     "cosine_after": float(after[i]), "sigma": sigma,
-                    **verdict(float(before[i]), float(after[i]), sigma, float(causal["sigmas"])),
+                    **verdict(float(before[i]), float(after[i]), sigma, float(causal.sigmas)),
                     "sts_before": float(sts(before[i], mu, sigma)),
                     "sts_after": float(sts(after[i], mu_after, sigma_after)),
                     "rank_after": int((after > after[i]).sum()) + 1, "model": ablated.identity(),
@@ -137,7 +136,7 @@ def verify(cfg: DictConfig) -> list[dict]:
     return rows
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path="../conf", config_name="causal_verification", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     verify(cfg)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.setup import configure_runtime, load_corpus
 from lumina.codecs.probe import probe
+from lumina.context import configure_runtime, load_corpus
 from lumina.generator.codes import encode_tracks
 from lumina.generator.embedded import EmbeddedModelConfig, fit_codec
-from lumina.scores import command_line
+from lumina.score_matrix import command_line
 
 
 def codec_probe(cfg: DictConfig) -> list[dict]:

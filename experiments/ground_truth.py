@@ -1,4 +1,5 @@
-"""Ground truth on the embedded default (SPEC §5): every method run judged against subset retraining.
+"""Ground truth on the embedded default (docs/ground_truth.md#ground-truth-definitions): every method run judged
+against subset retraining.
 
     python -m experiments.ground_truth                            # M = 32 subset models, every run found
     python -m experiments.ground_truth ground_truth.n_models=8    # the first 8 subset models only
@@ -22,12 +23,12 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.setup import configure_runtime, load_corpus
 from groundtruth.agreement import aria_vs_truth
 from groundtruth.judge import judge_runs, lumina_channels
 from groundtruth.planted import chance_levels, planted_effects
 from groundtruth.report import write_influence_report, write_results
 from groundtruth.study import open_study
+from lumina.context import configure_runtime, layout, load_corpus
 
 CHANNEL_NAMES = ("rhythm", "harmony", "timbre")
 """Aria's evidence channels whose homogeneity z is compared with the truth."""
@@ -43,7 +44,8 @@ def ground_truth(cfg: DictConfig, command: str, channel_names: Sequence[str] = C
     effects, per_query_effects = planted_effects(study, manifest, seed=seed)
     write_influence_report(effects, per_query_effects, study, gt.results, command)
     table, per_query, skipped = judge_runs(
-        gt.runs, study, manifest, k=k, n_bootstrap=int(gt.n_bootstrap), confidence=float(gt.confidence), seed=seed,
+        gt.runs or layout(cfg, manifest).runs, study, manifest, k=k, n_bootstrap=int(gt.n_bootstrap),
+        confidence=float(gt.confidence), seed=seed,
         collapse_rho1=float(cfg.aria.collapse_rho1), collapse_concentration=float(cfg.aria.collapse_concentration),
         headline_k=int(cfg.aria.headline_k), leaderboard=gt.leaderboard, channel_names=channel_names,
         progress=bool(cfg.progress),

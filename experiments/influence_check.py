@@ -16,10 +16,10 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.setup import configure_runtime, load_corpus
 from groundtruth.planted import planted_effects
 from groundtruth.report import write_influence_report
 from groundtruth.study import open_study
+from lumina.context import configure_runtime, load_corpus
 
 
 @hydra.main(config_path="../conf", config_name="ground_truth", version_base="1.3")

@@ -20,6 +20,7 @@ from aria.diagnose import AriaSettings
 from aria.errors import AriaError
 from aria.features import FeatureSettings
 from aria.leaderboard import run_leaderboard
+from lumina.context import experiment_runs
 
 
 def settings_from(cfg: DictConfig) -> tuple[AriaSettings, FeatureSettings]:
@@ -45,9 +46,10 @@ def settings_from(cfg: DictConfig) -> tuple[AriaSettings, FeatureSettings]:
 def main(cfg: DictConfig) -> None:
     settings, feature_settings = settings_from(cfg)
     command = " ".join(["python -m experiments.leaderboard", *sys.argv[1:]])
+    runs = cfg.leaderboard.runs or experiment_runs(cfg)
     try:
         table = run_leaderboard(
-            cfg.leaderboard.runs, cfg.leaderboard.results, settings=settings, feature_settings=feature_settings,
+            runs, cfg.leaderboard.results, settings=settings, feature_settings=feature_settings,
             cache_dir=cfg.aria.cache, manifest=cfg.aria.manifest, workers=int(cfg.aria.workers),
             progress=bool(cfg.progress), command=command, channel_set=get_channel_set(cfg.aria.channels),
         )

@@ -1,10 +1,11 @@
-"""Unlearning's self-influence check (seed 004, Table 1): unlearn a training segment and see where it ranks itself.
+"""Unlearning's self-influence check (docs/baselines.md#self-influence-check): unlearn a training segment and see where
+it ranks itself.
 
     python -m experiments.self_influence                                   # the embedded default
-    python -m experiments.self_influence method.self_influence.samples=16 method.steps=16
+    python -m experiments.self_influence self_influence.samples=16 method.steps=16
 
-For each setting of `method.self_influence.settings` (target layers and silence mask, seed 004's Table 1
-choices) and each of `samples` training segments drawn with `seed`, the segment is unlearned as if it were
+For each setting of `self_influence.settings` (target layers and silence mask, the unlearning source's
+Table 1 choices) and each of `samples` training segments drawn with `seed`, the segment is unlearned as if it were
 a query and every training segment is scored by its loss change; R(z_tar) is the unlearned segment's rank
 among them (1 = it changed most). Writes `self_influence.{md,csv}` into `paths.results`, with the command;
 each unlearning run is cached like the method's (an interrupted check resumes).
@@ -13,6 +14,7 @@ each unlearning run is cached like the method's (an interrupted check resumes).
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -20,15 +22,17 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.setup import configure_runtime, generator_loader, load_corpus
 from lumina.baselines.gradients import digest
-from lumina.baselines.task import restored, select_parameters
 from lumina.baselines.unlearning import unlearning_scores
+from lumina.baselines.weights import restored
+from lumina.context import build_context, configure_runtime
 from lumina.methods import gradient
 from lumina.methods.base import RunContext
+from lumina.methods.options import UnlearningOptions
 
-SEED_TABLE = (
-    "For comparison, seed 004's Table 1 (a latent DiT, 40 samples, mean R(z_tar)): cross-attention to_kv weights "
+SOURCE_TABLE = (
+    "For comparison, the unlearning source's Table 1 (docs/sources.md; a latent DiT, 40 samples, mean R(z_tar)): "
+    "cross-attention to_kv weights "
     "with M_U 103.2; cross-attention layers with M_U 1.4; self-attention layers with M_U 1.1; all transformer "
     "layers with M_U and M_L 1.0, with neither 6615.7, with M_U 1.0. This harness implements M_U only."
 )
@@ -43,14 +47,17 @@ def run_check(ctx: RunContext, samples: int, seed: int, settings: list[tuple[str
     """One row per setting and sample: the unlearned segment, its rank and the query-loss increase."""
     generator = ctx.generator
     corpus = gradient.load_corpus(ctx, generator)
-    base = gradient.unlearning_settings(ctx.options)
+    options: UnlearningOptions = ctx.options  # type: ignore[assignment]
+    base = gradient.unlearning_settings(options)
     n = len(corpus.train)
     targets = np.sort(np.random.default_rng(seed).choice(n, size=min(samples, n), replace=False))
     fisher_items = [corpus.train[i] for i in gradient.fisher_sample(n, base["fisher_samples"], base["fisher_seed"])]
     rows = []
     for target, mask in settings:
-        s = {**base, "target": gradient.parameter_choice(target), "silence_mask": bool(mask)}
-        names = select_parameters(generator, s["target"])
+        setting = replace(options, target=target if isinstance(target, str) else tuple(target),
+                          silence_mask=bool(mask))
+        s = gradient.unlearning_settings(setting)  # the method's cache key, as its runs
+        names = generator.parameter_group(setting.target)
         queries = [corpus.train[i] for i in targets]
         if s["silence_mask"]:
             queries = gradient.silence_masked(ctx, generator, queries,
@@ -63,7 +70,7 @@ def run_check(ctx: RunContext, samples: int, seed: int, settings: list[tuple[str
             scores, info = unlearning_scores(
                 generator, names, corpus.train, queries, fisher_items, ctx.cache_dir / f"unlearn-{key}",
                 steps=s["steps"], lr=s["lr"], optimizer=s["optimizer"],
-                batch_size=int(ctx.options.get("batch_size", 8)),
+                batch_size=options.batch_size, progress=ctx.progress,
             )
         for j, (i, rank) in enumerate(zip(targets, self_ranks(scores, targets), strict=True)):
             seg = corpus.segments[i]
@@ -76,7 +83,8 @@ def run_check(ctx: RunContext, samples: int, seed: int, settings: list[tuple[str
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per setting: mean R(z_tar) (seed 004's column), median, share ranked first, worst rank."""
+    """Per setting: mean R(z_tar) (docs/sources.md#unlearning-poster-table-1), median, share ranked first, worst
+    rank."""
     grouped = table.groupby(["target", "silence_mask"], sort=False)["rank"]
     return pd.DataFrame({
         "R(z_tar) mean": grouped.mean().round(2), "median": grouped.median(), "ranked first": grouped.apply(
@@ -95,40 +103,31 @@ def write_results(table: pd.DataFrame, folder: Path, command: str, options: dict
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "self_influence.csv", index=False)
     lines = [
-        "# Unlearning self-influence check (seed 004, Table 1)", "", f"Command: `{command}`", "",
+        "# Unlearning self-influence check (docs/sources.md#unlearning-poster-table-1)", "",
+        f"Command: `{command}`", "",
         f"Each sampled training segment is unlearned as a query; R(z_tar) is its rank among all {n_segments} "
         "training segments by loss change (1 = best). Options: " + ", ".join(
             f"{k}={options[k]}" for k in ("steps", "lr", "optimizer", "fisher_samples", "silence_db")) + ".", "",
         markdown(summary(table)), "", "Per segment: `self_influence.csv`.", "",
-        SEED_TABLE, "",
+        SOURCE_TABLE, "",
     ]
     path = folder / "self_influence.md"
     path.write_text("\n".join(lines))
     return path
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path="../conf", config_name="self_influence", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    if cfg.method.name != "unlearning":
-        sys.exit("self_influence: run with +method=unlearning (the default when no method is given)")
     configure_runtime(cfg)
-    manifest = load_corpus(cfg)
-    options = OmegaConf.to_container(cfg.method, resolve=True)
-    check = options["self_influence"]
-    ctx = RunContext(
-        manifest=manifest, options=options,
-        cache_dir=Path(cfg.paths.cache) / "methods" / f"{cfg.data.name}-{cfg.model.name}" / "unlearning",
-        load_generator=generator_loader(cfg, manifest), seed=int(cfg.seed), threads=int(cfg.threads),
-    )
+    ctx = build_context(cfg)
+    check = OmegaConf.to_container(cfg.self_influence, resolve=True)
     table = run_check(ctx, int(check["samples"]), int(check["seed"]),
                       [(s["target"], s["silence_mask"]) for s in check["settings"]])
     command = " ".join(["python -m experiments.self_influence", *sys.argv[1:]])
-    path = write_results(table, Path(cfg.paths.results), command, gradient.unlearning_settings(options),
+    path = write_results(table, Path(cfg.paths.results), command, gradient.unlearning_settings(ctx.options),
                          int(table["n_segments"].iloc[0]))
     print("\n" + summary(table).to_string(index=False) + f"\n\nwritten to {path}")
 
 
 if __name__ == "__main__":
-    if not any(arg.startswith(("+method=", "method=")) for arg in sys.argv[1:]):
-        sys.argv.append("+method=unlearning")
     main()

@@ -1,5 +1,6 @@
-"""Subset models for ground truth (SPEC §5): M generators, each trained with the full model's recipe on a
-random fraction of the training tracks, and every track's teacher-forcing loss under each of them.
+"""Subset models for ground truth (docs/ground_truth.md#subset-retraining): M generators, each trained with the
+full model's recipe on a random fraction of the training tracks, and every track's teacher-forcing loss under
+each of them.
 
     python -m experiments.subsets                                 # M = 32 half-subsets, 2 worker processes
     python -m experiments.subsets ground_truth.n_models=8         # the first 8 of the same 32
@@ -15,8 +16,8 @@ import time
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.setup import configure_runtime, load_corpus
 from groundtruth.study import open_study, timing_summary
+from lumina.context import configure_runtime, load_corpus
 
 
 @hydra.main(config_path="../conf", config_name="ground_truth", version_base="1.3")

@@ -11,7 +11,7 @@ import json
 import hydra
 from omegaconf import DictConfig
 
-from experiments.setup import configure_runtime, generator_loader, load_corpus
+from lumina.context import configure_runtime, generator_loader, load_corpus
 
 
 def summary(record: dict) -> str:

@@ -1,5 +1,6 @@
-"""The linear datamodeling score (LDS) of an attribution matrix against subset retraining (SPEC §5), with a
-bootstrap interval over queries, and the track-level scores it is computed on. Plain functions on NumPy arrays."""
+"""The linear datamodeling score (LDS) of an attribution matrix against subset retraining
+(docs/ground_truth.md#linear-datamodeling-score-lds), with a bootstrap interval over queries, and the
+track-level scores it is computed on. Plain functions on NumPy arrays."""
 
 from __future__ import annotations
 

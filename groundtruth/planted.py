@@ -1,6 +1,6 @@
-"""Planted sources as ground truth (SPEC §5): how well a matrix retrieves each query's planted sources (hit@K,
-MRR, precision@K) with their chance levels under a random ranking, and whether those sources really influence
-their queries, measured on the subset models (the in-vs-out effect).
+"""Planted sources as ground truth (docs/ground_truth.md#planted-source-retrieval): how well a matrix retrieves
+each query's planted sources (hit@K, MRR, precision@K) with their chance levels under a random ranking, and
+whether those sources really influence their queries, measured on the subset models (the in-vs-out effect).
 
 The in-vs-out effect: for each query kind, a query's loss under each subset model is regressed on the
 fraction of its planted sources in that model's training subset, with query and model fixed effects (two-way

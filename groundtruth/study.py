@@ -1,5 +1,6 @@
-"""Subset studies for ground truth (SPEC §5): M generators, each trained with the full model's recipe on a
-random fraction of the training tracks, and every track's teacher-forcing loss under each of them.
+"""Subset studies for ground truth (docs/ground_truth.md#subset-retraining): M generators, each trained with the
+full model's recipe on a random fraction of the training tracks, and every track's teacher-forcing loss under
+each of them.
 
 Subset m is drawn from its own generator seeded with (subset_seed, m), so growing M keeps the models already
 trained. Each model is cached by `train_embedded` (shared with every other experiment that trains on the same
@@ -19,16 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from execution import parallel_map
 from lumina.errors import ParameterError
 from lumina.generator.codes import encode_tracks
 from lumina.generator.embedded import EmbeddedModelConfig, fit_codec, train_embedded
-from lumina.generator.model import Generator
-from lumina.generator.teacher_forcing import delay_pattern
-from lumina.generator.training import crop_batch
+from lumina.generator.protocol import Generator
+from lumina.generator.teacher_forcing import pad_clips
 from lumina.manifest import Manifest
 
 PLAN_FILE = "plan.json"
@@ -90,27 +89,22 @@ def study_losses(
     generator: Generator, codes: Mapping[str, np.ndarray], descriptions: Mapping[str, str], ids: Sequence[str],
     *, batch_size: int = 8,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Teacher-forcing loss of whole clips: total (n,) = Σ(ce·mask)/Σmask, and per codebook (n, K).
+    """Teacher-forcing loss of whole clips (the generator's one loss, docs/generator.md#teacher-forcing-loss):
+    total (n,) and per codebook (n, K).
 
     codes: track id → (K, T) codes; descriptions: track id → text prompt; ids: the n tracks, in output order.
+    Every codebook of a clip predicts as many codes, so the total is the mean of the codebooks' losses.
     """
-    # TODO(generator seam): the generator protocol will own this loss; swap this body for its call.
-    totals, per_codebook = [], []
+    per_codebook = []
     ids = list(ids)
     for i in range(0, len(ids), batch_size):
         chunk = ids[i : i + batch_size]
         frames = max(codes[t].shape[1] for t in chunk)
-        batch, lengths = crop_batch([codes[t] for t in chunk], [0] * len(chunk), frames)
-        inputs, targets, valid = delay_pattern(batch, generator.special_token, lengths)
-        states, mask = generator.encode_text([descriptions[t] for t in chunk])
-        logits = generator.logits(inputs, states, mask)
-        b, k, s, v = logits.shape
-        ce = F.cross_entropy(logits.reshape(-1, v).double(), targets.reshape(-1), reduction="none").view(b, k, s)
-        weight = valid.double()
-        sums, counts = (ce * weight).sum(dim=2), weight.sum(dim=2)
-        totals.append((sums.sum(dim=1) / counts.sum(dim=1)).numpy())
-        per_codebook.append((sums / counts).numpy())
-    return np.concatenate(totals), np.concatenate(per_codebook)
+        batch, lengths = pad_clips([codes[t] for t in chunk], [0] * len(chunk), frames)
+        losses = generator.clip_losses(batch, [descriptions[t] for t in chunk], lengths=lengths, by_stream=True)
+        per_codebook.append(losses.double().cpu().numpy())
+    stacked = np.concatenate(per_codebook)
+    return stacked.mean(axis=1), stacked
 
 
 def _write_json(path: Path, payload: dict) -> None:

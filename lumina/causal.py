@@ -1,4 +1,5 @@
-"""LUMINA's causal verification (seed 000, SPEC §2): ablate a training song, retrain, re-sign, compare.
+"""LUMINA's causal verification (docs/sources.md#lumina-due-diligence, docs/lumina.md#causal-verification): ablate
+a training song, retrain, re-sign, compare.
 
 For a query, the song ranked first by one channel's cosine is removed from the training set, the model is
 retrained without it, the query and the removed song are signed again under the ablated model, and the

@@ -1,4 +1,5 @@
-"""The LUMINA signature database (SPEC §2 step 8): one HDF5 file, resumable, append-only, one set of settings.
+"""The LUMINA signature database (docs/lumina.md#signature-database): one HDF5 file, resumable, append-only, one
+set of settings.
 
 Layout: `song_ids` (n,) str, `splits` (n,) str, `signatures_p` (n, d_P) float32, `signatures_m` (n, d_M)
 float32; `skipped_ids`, `skipped_splits`, `skipped_reasons` (tracks without a signature, with the reason);

@@ -108,7 +108,7 @@ class Manifest:
         """Short SHA-256 (12 hex digits) of the catalogue's content: every row but its `path`, plus the SHA-256 of
         its audio file (the `audio_sha256` column where every row has one, else the file is read). The same rows
         and audio bytes give the same key wherever the files lie; a changed file, row or track list changes it
-        (docs/corpus.md#catalogue-key). Computed once per table content."""
+        (docs/corpus.md#the-catalogue-key). Computed once per table content."""
         table_sha = self.sha256()
         if self._catalogue_memo is None or self._catalogue_memo[0] != table_sha:
             if AUDIO_SHA256 in self.table and self.table[AUDIO_SHA256].astype(str).ne("").all():

@@ -1,4 +1,5 @@
-"""Attribution reports (SPEC §2): one query's signatures against a database's training songs, per channel.
+"""Attribution reports (docs/lumina.md#attribution-report): one query's signatures against a database's training songs,
+per channel.
 
 For each channel: cosine and kernel-regression scores, STS, z_noise against the noise calibration,
 confidence, LIP %, threshold tier, qualification (gate) and share (weight). The positive-only policy holds
@@ -7,14 +8,20 @@ here: a song whose cosine is not positive never qualifies and sits in the `noise
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
+from lumina.audio import load_audio
 from lumina.database import SignatureDatabase
-from lumina.errors import ParameterError
-from lumina.scoring import ScoringConfig, cosine_scores, kernel_factor, kernel_scores, unit_rows
-from lumina.signatures import CHANNELS
+from lumina.errors import CheckpointError, LuminaError, ParameterError
+from lumina.generator.musicgen import MusicgenGenerator
+from lumina.generator.protocol import Generator
+from lumina.signature_scoring import ScoringConfig, cosine_scores, kernel_factor, kernel_scores, unit_rows
+from lumina.signatures import CHANNELS, SignatureConfig, Skipped, signature
 from lumina.stats import (
     calibration,
     confidence,
@@ -26,6 +33,9 @@ from lumina.stats import (
     tiers,
     weigh,
 )
+
+TIMING_REPEATS = 20
+"""Repeats of the similarity-and-shares step whose median a report gives."""
 
 
 @dataclass
@@ -144,7 +154,8 @@ def to_markdown(report: dict, top: int = 10) -> str:
         lines += [f"## {CHANNEL_TITLES[c]}", "",
                   f"Population mean {ch['mu']:.4f}, std {ch['sigma']:.4f}; noise floor mu_0 {ch['mu0']:.4f}, "
                   f"sigma_0 {ch['sigma0']:.4f}; {ch['n_qualified']} song(s) pass the gate "
-                  f"`{report['scoring']['gate']}` and share; the tier column reads z_noise (seed 000's "
+                  f"`{report['scoring']['gate']}` and share; the tier column reads z_noise "
+                  f"(docs/sources.md#lumina-due-diligence's "
                   "thresholds), not the gate.", "",
                   "| rank | track | cosine | kernel | STS | z_noise | confidence | LIP % | share | tier |",
                   "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -158,3 +169,59 @@ def to_markdown(report: dict, top: int = 10) -> str:
         lines += [f"- {track} ({split}): {reason}" for track, split, reason in report["skipped"]] + [""]
     return "\n".join(lines)
 
+
+def database_generator(db: SignatureDatabase) -> Generator:
+    """The generator a database was made with (loaded from its recorded directory, hash checked)."""
+    source = db.provenance["model_id"]
+    if not Path(source).is_dir():
+        raise CheckpointError(f"{db.path}: the model that made it ({source}) is not a directory here")
+    generator = MusicgenGenerator.load(source)
+    if generator.identity() != db.provenance["model_hash"]:
+        raise CheckpointError(f"{db.path}: the model at {source} has changed since the database was made "
+                              f"(hash {generator.identity()}, database {db.provenance['model_hash']})")
+    return generator
+
+
+def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: ScoringConfig, *, description: str = "",
+                   generator: Generator | None = None) -> dict:
+    """The attribution report (a JSON-able dict) of one audio file against a database."""
+    config = SignatureConfig.from_options(db.provenance)
+    generator = database_generator(db) if generator is None else generator
+    description = "" if config.text == "empty" else description
+    started = time.perf_counter()
+    audio = load_audio(audio_path, generator.codec.sample_rate, allow_silent=True)
+    query = signature(generator, audio, description, config)
+    extraction_s = time.perf_counter() - started
+    if isinstance(query, Skipped):
+        raise LuminaError(f"{audio_path}: no signature ({query.reason})")
+    started = time.perf_counter()
+    reference = prepare(db, scoring)
+    prepare_s = time.perf_counter() - started
+    times = []
+    for _ in range(TIMING_REPEATS):
+        started = time.perf_counter()
+        channels = attribute(query, reference)
+        times.append(time.perf_counter() - started)
+    return {
+        "audio": str(audio_path), "database": str(db.path), "description": description,
+        "model_id": db.provenance["model_id"], "model_hash": db.provenance["model_hash"],
+        "n_train": len(reference.track_ids), "signature_settings": {k: db.provenance[k] for k in (
+            "mode", "channel_split", "segments", "chunk_s", "codebook_weights", "codebook_weighting",
+            "p_layers_resolved", "m_layers_resolved")},
+        "scoring": asdict(scoring),
+        "timing": {"extraction_s": extraction_s, "prepare_s": prepare_s,
+                   "similarity_ms": 1000 * float(np.median(times)), "similarity_first_ms": 1000 * times[0],
+                   "similarity_repeats": TIMING_REPEATS},
+        "channels": {c: summary(scores, reference.track_ids) for c, scores in channels.items()},
+        "skipped": db.skipped,
+    }
+
+
+def write_report(report: dict, out_dir: str | Path, top: int = 10) -> tuple[Path, Path]:
+    """`report.json` and `report.md` in `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "report.json", out_dir / "report.md"
+    json_path.write_text(json.dumps(report, indent=1))
+    md_path.write_text(to_markdown(report, top))
+    return json_path, md_path

@@ -1,4 +1,5 @@
-"""LUMINA signature extraction (SPEC §2): chunks, energy filter, chunk-averaged gradients, stats or JL, L2 norm.
+"""LUMINA signature extraction (docs/lumina.md#signatures): chunks, energy filter, chunk-averaged gradients, stats
+or JL, L2 norm.
 
 Per track: load at the model's rate (mono) → 10 s chunks (a tail of at least 1 s kept) → drop chunks below
 -50 dBFS → per chunk the teacher-forcing loss with per-codebook weights, one truncated backward → average
@@ -17,13 +18,8 @@ import torch
 
 from lumina.audio import chunk_bounds, rms_dbfs
 from lumina.errors import ParameterError
-from lumina.generator.capture import (
-    LUMINA_TENSORS,
-    capture_gradients,
-    lm_head_names,
-    stack_tensor,
-    tensor_parameter_names,
-)
+from lumina.generator.capture import LUMINA_TENSORS, capture_gradients, stack_tensor
+from lumina.generator.protocol import Generator
 
 CHANNELS = ("P", "M")
 STATISTICS = ("mean", "std", "l2", "max", "min", "skewness")
@@ -40,7 +36,8 @@ SMART3_MFCC = 13
 
 @dataclass(frozen=True)
 class SignatureConfig:
-    """Everything that determines a signature (conf/method/lumina.yaml; SPEC §2 defaults)."""
+    """Everything that determines a signature (conf/method/lumina.yaml;
+    docs/lumina.md#options-and-where-the-sources-disagree defaults)."""
 
     mode: str = "stats"
     chunk_s: float = 10.0
@@ -104,7 +101,8 @@ class TrackGradients:
 
 
 def default_layers(num_layers: int) -> tuple[list[int], list[int]]:
-    """SPEC §2 layer ranges for depth L: P = ⌊42L/48⌋ … L-1, M = ⌊12L/48⌋ … max(⌊12L/48⌋, ⌊18L/48⌋ - 1)."""
+    """docs/lumina.md#channels layer ranges for depth L: P = ⌊42L/48⌋ … L-1, M = ⌊12L/48⌋ … max(⌊12L/48⌋, ⌊18L/48⌋
+    - 1)."""
     p_first = 42 * num_layers // 48
     m_first = 12 * num_layers // 48
     m_last = max(m_first, 18 * num_layers // 48 - 1)
@@ -112,7 +110,8 @@ def default_layers(num_layers: int) -> tuple[list[int], list[int]]:
 
 
 def channel_layers(num_layers: int, config: SignatureConfig) -> dict[str, list[int]]:
-    """The layers of each channel: SPEC's ranges unless `p_layers` / `m_layers` list them (for `heads`, P
+    """The layers of each channel: docs/baselines.md#trak's ranges unless `p_layers` / `m_layers` list them (for
+    `heads`, P
     defaults to every layer and M has none)."""
     p_default, m_default = default_layers(num_layers)
     if config.channel_split == "heads":
@@ -128,9 +127,10 @@ def channel_layers(num_layers: int, config: SignatureConfig) -> dict[str, list[i
     return layers
 
 
-def channel_tensors(generator, config: SignatureConfig) -> dict[str, list[tuple[str, list[str]]]]:
+def channel_tensors(generator: Generator, config: SignatureConfig) -> dict[str, list[tuple[str, list[str]]]]:
     """Per channel, its tensors in signature order as (label, parameter names) — layer ascending, then the
-    SPEC §1 tensor order (`layers`), attention tensors for P and linear1/linear2 for M (`tensors`), or
+    docs/generator.md#six-tensors-per-layer tensor order (`layers`), attention tensors for P and linear1/linear2
+    for M (`tensors`), or
     self-attention of P's layers for P and the per-codebook output heads for M (`heads`)."""
     layers = channel_layers(generator.num_layers, config)
     per_channel = {
@@ -140,25 +140,26 @@ def channel_tensors(generator, config: SignatureConfig) -> dict[str, list[tuple[
     }[config.channel_split]
     out: dict[str, list[tuple[str, list[str]]]] = {}
     for channel in CHANNELS:
-        out[channel] = [
-            (f"layers.{layer}.{tensor}", tensor_parameter_names(generator, layer, tensor))
-            for layer in layers[channel] for tensor in per_channel[channel]
-        ]
+        out[channel] = []
+        for layer in layers[channel]:
+            available = generator.lumina_tensors(layer)
+            out[channel] += [(f"layers.{layer}.{tensor}", available[tensor])
+                             for tensor in per_channel[channel] if tensor in available]
     if config.channel_split == "heads":
-        out["M"] = [(f"lm_heads.{k}", [name]) for k, name in enumerate(lm_head_names(generator))]
+        out["M"] = [(f"lm_heads.{k}", [name]) for k, name in enumerate(generator.output_heads())]
     for channel, tensors in out.items():
         if not tensors:
             raise ParameterError(f"channel {channel} has no tensors (channel_split={config.channel_split})")
     return out
 
 
-def signature_dims(generator, config: SignatureConfig) -> dict[str, int]:
+def signature_dims(generator: Generator, config: SignatureConfig) -> dict[str, int]:
     """Signature length per channel: 6 per tensor (`stats`) or `jl_dim` (`jl`)."""
     tensors = channel_tensors(generator, config)
     return {c: len(STATISTICS) * len(t) if config.mode == "stats" else config.jl_dim for c, t in tensors.items()}
 
 
-def signature_labels(generator, config: SignatureConfig) -> dict[str, list[str]]:
+def signature_labels(generator: Generator, config: SignatureConfig) -> dict[str, list[str]]:
     """Name of each signature dimension per channel: `<tensor label>.<statistic>` (`stats`) or `jl.<i>`."""
     if config.mode == "jl":
         return {c: [f"jl.{i}" for i in range(config.jl_dim)] for c in CHANNELS}
@@ -175,7 +176,8 @@ def energy_filtered(audio: np.ndarray, windows: Sequence[tuple[int, int]], floor
 
 
 def smart3_windows(audio: np.ndarray, sample_rate: int, chunk_s: float, sections: int = 3) -> list[tuple[int, int]]:
-    """Seed 000's segment policy: agglomerative segmentation (librosa) of the track into `sections` sections on
+    """docs/sources.md#lumina-due-diligence's segment policy: agglomerative segmentation (librosa) of the track
+    into `sections` sections on
     z-scored chroma and MFCC, and one `chunk_s` window centred in each, kept inside the track. A track not
     longer than `chunk_s` gives one window, the whole track."""
     import librosa
@@ -223,7 +225,7 @@ def track_windows(audio: np.ndarray, sample_rate: int, config: SignatureConfig
 
 
 def average_gradients(
-    generator,
+    generator: Generator,
     audio: np.ndarray,
     windows: Sequence[tuple[int, int]],
     text: str,
@@ -238,7 +240,7 @@ def average_gradients(
     total: dict[str, torch.Tensor] = {}
     tokens = 0
     for start, stop in windows:
-        codes = torch.from_numpy(np.ascontiguousarray(generator.encode_audio(audio[start:stop])))[None]
+        codes = torch.from_numpy(np.ascontiguousarray(generator.codec.encode(audio[start:stop])))[None]
         tokens += int(codes.shape[1] * codes.shape[2])
         grads = capture_gradients(generator, codes, [text], capture, codebook_weights=codebook_weights)
         for name in names:
@@ -248,7 +250,7 @@ def average_gradients(
 
 
 def track_gradients(
-    generator,
+    generator: Generator,
     audio: np.ndarray,
     text: str,
     config: SignatureConfig,
@@ -357,7 +359,8 @@ def signatures_from_gradients(batch: Sequence[TrackGradients], config: Signature
     return out
 
 
-def signature(generator, audio: np.ndarray, text: str, config: SignatureConfig) -> dict[str, np.ndarray] | Skipped:
+def signature(generator: Generator, audio: np.ndarray, text: str, config: SignatureConfig
+              ) -> dict[str, np.ndarray] | Skipped:
     """One track's signatures {"P", "M"} (float32, unit norm), or Skipped with the reason."""
     grads = track_gradients(generator, audio, text, config)
     return grads if isinstance(grads, Skipped) else signatures_from_gradients([grads], config)[0]

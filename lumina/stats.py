@@ -1,4 +1,5 @@
-"""LUMINA's statistics and shares (SPEC §2): STS, noise calibration, confidence, LIP, tiers, gates, shares.
+"""LUMINA's statistics and shares (docs/lumina.md#scoring-statistics-and-shares): STS, noise calibration,
+confidence, LIP, tiers, gates, shares.
 
 Plain functions on 1-D arrays of one query's scores against the training songs (shape (N,)). Other tools
 call `sts`, `confidence`, `lip`, `lip_percent` and `gated_shares` by these names.
@@ -18,7 +19,7 @@ CALIBRATIONS = ("empirical", "theoretical")
 GATES = ("sts1", "conf95", "calibrated")
 WEIGHTS = ("gated_sq", "lip", "excess")
 TIERS = ((3.0, "definitive"), (2.0, "high confidence"), (1.0, "qualified"))
-"""Threshold tiers on z_noise (seed 000), highest first; below 1 is `noise`."""
+"""Threshold tiers on z_noise (docs/sources.md#lumina-due-diligence), highest first; below 1 is `noise`."""
 
 
 def _check(value: str, allowed: tuple[str, ...], name: str) -> None:
@@ -49,7 +50,8 @@ def population(scores: np.ndarray) -> tuple[float, float]:
 
 
 def confidence(sts: np.ndarray, sided: str = "two_sided") -> np.ndarray:
-    """erf(z / √2) (`two_sided`, as seed 001 writes it: 0.95 at z = 1.96) or Φ(z) (`one_sided`: 0.95 at
+    """erf(z / √2) (`two_sided`, as docs/sources.md#lumina-technical-paper-v7 writes it: 0.95 at z = 1.96) or Φ(z)
+    (`one_sided`: 0.95 at
     z = 1.645), elementwise on z-scores of any shape."""
     _check(sided, CONFIDENCE_KINDS, "confidence")
     value = erf(np.asarray(sts, dtype=np.float64) / math.sqrt(2.0))
@@ -77,13 +79,15 @@ def shares(weights: np.ndarray, qualified: np.ndarray) -> np.ndarray:
 
 
 def gated_shares(sts: np.ndarray) -> np.ndarray:
-    """Seed 001's default shares: w = max(0, STS - 1)², share = w / Σ w; all zeros when no song has STS > 1."""
+    """docs/sources.md#lumina-technical-paper-v7's default shares: w = max(0, STS - 1)², share = w / Σ w; all zeros
+    when no song has STS > 1."""
     sts = np.asarray(sts, dtype=np.float64)
     return shares(np.maximum(0.0, sts - 1.0) ** 2, sts > 1.0)
 
 
 def tiers(z_noise: np.ndarray) -> np.ndarray:
-    """Seed 000's tier of each z_noise, as strings of the same shape: noise (< 1), qualified (>= 1),
+    """docs/sources.md#lumina-due-diligence's tier of each z_noise, as strings of the same shape: noise (< 1),
+    qualified (>= 1),
     high confidence (>= 2), definitive (>= 3)."""
     z = np.asarray(z_noise, dtype=np.float64)
     return np.select([z >= floor for floor, _ in TIERS], [name for _, name in TIERS], "noise")
@@ -135,8 +139,9 @@ def qualify(
 
 
 def weigh(weight: str, *, scores: np.ndarray, sts_values: np.ndarray, tau: float, k: float = 0.5) -> np.ndarray:
-    """Share weights (N,): `gated_sq` max(0, STS - 1)² (seed 001), `lip` tanh(k · STS) (seed 000) or `excess`
-    score - tau (seed 002). `shares` counts negative weights as 0."""
+    """Share weights (N,): `gated_sq` max(0, STS - 1)² (docs/sources.md#lumina-technical-paper-v7), `lip` tanh(k ·
+    STS) (docs/sources.md#lumina-due-diligence) or `excess`
+    score - tau (docs/sources.md#lumina-gradient-extraction-guide). `shares` counts negative weights as 0."""
     _check(weight, WEIGHTS, "weight")
     if weight == "gated_sq":
         return np.maximum(0.0, np.asarray(sts_values, dtype=np.float64) - 1.0) ** 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from experiments.corpus import build_corpus
+from lumina.corpus import build_corpus
 from lumina.manifest import Manifest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lumina.codecs.embedded import EmbeddedCodec, EmbeddedCodecConfig
-from lumina.generator.model import Generator, LMConfig, build_musicgen
+from lumina.generator.musicgen import LMConfig, MusicgenGenerator, build_musicgen
 from lumina.generator.text import WordTokenizer
 
 SR = 32000
@@ -23,10 +23,10 @@ def tone(freqs: list[float], seconds: float = 1.0, seed: int = 0) -> np.ndarray:
     return (0.3 * audio / np.abs(audio).max()).astype(np.float32)
 
 
-def tiny_generator(seed: int = 0) -> Generator:
+def tiny_generator(seed: int = 0) -> MusicgenGenerator:
     audios = [tone([220 * 2 ** (i / 12), 330 * 2 ** (i / 12)], seed=i) for i in range(6)]
     codec = EmbeddedCodec.fit(audios, TINY_CODEC)
     tokenizer = WordTokenizer.build(DESCRIPTIONS)
     model = build_musicgen(TINY_LM, num_codebooks=codec.num_codebooks, cardinality=codec.cardinality,
                            text_vocab_size=len(tokenizer), seed=seed)
-    return Generator(model, codec, tokenizer)
+    return MusicgenGenerator(model, codec, tokenizer)

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
+from lumina.context import Layout, method_context
 from lumina.generator.embedded import EmbeddedModelConfig, train_embedded
 from lumina.generator.training import TrainConfig
 from lumina.methods import METHODS, RunContext, get_method
 from lumina.methods.gradient import NORMALIZATION
-from lumina.scores import ScoreMatrix
+from lumina.methods.options import METHOD_OPTIONS
+from lumina.score_matrix import ScoreMatrix
 from tests.generator_fixtures import TINY_CODEC, TINY_LM
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,10 +46,9 @@ def load_generator(corpus, tmp_path_factory):
 
 
 def context(name: str, corpus, load_generator, cache: Path) -> RunContext:
-    options = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "method" / f"{name}.yaml"))
+    options = METHOD_OPTIONS[name]().as_dict()
     options.update(FAST[name], segment_s=1.0)
-    return RunContext(manifest=corpus, options=options, cache_dir=cache / "methods" / "tiny" / name,
-                      load_generator=load_generator)
+    return method_context(corpus, options, Layout(cache, cache / "runs", "tiny"), load_generator, progress=False)
 
 
 @pytest.mark.parametrize("name", sorted(FAST))
@@ -63,7 +63,7 @@ def test_method_writes_a_segment_level_matrix(name, corpus, load_generator, tmp_
     assert result.segment_track == [t for t in corpus.train_ids for _ in range(3)]
     np.testing.assert_allclose(result.segment_start_s, [0.0, 1.0, 2.0] * 4)
     assert result.query_ids == corpus.query_ids
-    assert all(k in result.settings for k in ctx.options)
+    assert all(k in result.settings for k in ctx.options.as_dict())
     assert result.provenance["model_hash"] == ctx.generator.identity()
     loaded = ScoreMatrix.load(result.save(tmp_path / "scores.h5"))
     np.testing.assert_array_equal(loaded.scores, result.scores)

@@ -13,14 +13,13 @@ import pytest
 import torch
 from transformers import EncodecConfig, EncodecModel, PreTrainedTokenizerFast
 
-from experiments.corpus import build_corpus
 from lumina.audio import load_audio
 from lumina.codecs import load_codec
 from lumina.codecs.embedded import EmbeddedCodec, EmbeddedCodecConfig
 from lumina.codecs.encodec import EncodecCodec
 from lumina.codecs.probe import chance_rate, probe, recovery_rate
-from lumina.generator.model import Generator, build_musicgen
-from lumina.generator.teacher_forcing import clip_losses
+from lumina.corpus import build_corpus
+from lumina.generator.musicgen import MusicgenGenerator, build_musicgen
 from tests.conftest import data_config
 from tests.generator_fixtures import TINY_CODEC, TINY_LM, tone
 
@@ -140,11 +139,11 @@ def test_musicgen_small_layout_loads_with_its_encodec_and_tokenizer(tmp_path):
     model.save_pretrained(str(tmp_path / "musicgen"), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp_path / "musicgen"))
 
-    generator = Generator.load(tmp_path / "musicgen")
+    generator = MusicgenGenerator.load(tmp_path / "musicgen")
     assert isinstance(generator.codec, EncodecCodec) and generator.codec.num_codebooks == 4
-    codes = torch.from_numpy(generator.encode_audio(tone([262.0], seconds=0.4)))[None]
+    codes = torch.from_numpy(generator.codec.encode(tone([262.0], seconds=0.4)))[None]
     with torch.no_grad():
-        loss = clip_losses(generator, codes, ["calm piano music"])
+        loss = generator.clip_losses(codes, ["calm piano music"])
     assert loss.shape == (1,) and np.isfinite(float(loss[0]))
 
 
@@ -152,4 +151,4 @@ def test_missing_checkpoint_directory_is_a_clear_error(tmp_path):
     from lumina.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="no config.json"):
-        Generator.load(tmp_path / "nowhere")
+        MusicgenGenerator.load(tmp_path / "nowhere")

@@ -371,7 +371,8 @@ def test_folder_metadata_and_queries(tmp_path: Path) -> None:
 
 
 def test_folder_catalogue_is_keyed_by_its_content(tmp_path: Path) -> None:
-    """docs/corpus.md#folder-key: the corpus folder and `catalogue_key` follow the files, not `data.name`."""
+    """docs/corpus.md#how-a-folder-catalogue-is-keyed: the corpus folder and `catalogue_key` follow the files, not
+    `data.name`."""
     def recordings(name: str, seconds: dict[str, float]) -> Path:
         music = tmp_path / name
         music.mkdir()

@@ -14,21 +14,20 @@ from lumina.generator.capture import (
     count_autograd_nodes,
     only_requiring_grad,
     per_clip_gradients,
-    tensor_parameter_names,
 )
-from lumina.generator.model import Generator
-from lumina.generator.teacher_forcing import clip_losses, delay_pattern
+from lumina.generator.musicgen import MusicgenGenerator
+from lumina.generator.teacher_forcing import delay_pattern
 from tests.generator_fixtures import DESCRIPTIONS, tiny_generator, tone
 
 
 @pytest.fixture(scope="module")
-def generator() -> Generator:
+def generator() -> MusicgenGenerator:
     return tiny_generator()
 
 
 @pytest.fixture(scope="module")
 def batch(generator) -> torch.Tensor:
-    codes = [generator.encode_audio(tone([261.6 * (1 + i / 7)], seconds=0.4, seed=i)) for i in range(3)]
+    codes = [generator.codec.encode(tone([261.6 * (1 + i / 7)], seconds=0.4, seed=i)) for i in range(3)]
     return torch.from_numpy(np.stack(codes))
 
 
@@ -47,7 +46,7 @@ def test_delay_pattern_by_hand():
 def test_loss_equals_hand_written_reference(generator, batch):
     texts = DESCRIPTIONS[:3]
     weights = [0.4, 1.2, 1.3, 1.4]
-    got = clip_losses(generator, batch, texts, codebook_weights=weights)
+    got = generator.clip_losses(batch, texts, codebook_weights=weights)
     # reference: explicit loops over clips, codebooks and steps, log-softmax by hand
     b, k, t = batch.shape
     special = generator.special_token
@@ -56,7 +55,9 @@ def test_loss_equals_hand_written_reference(generator, batch):
         for q in range(k):
             seq[q, 1 + q : 1 + q + t] = batch[i, q]
         with torch.no_grad():
-            states, mask = generator.encode_text([texts[i]])
+            ids, mask = generator.tokenizer([texts[i]])
+            states = generator.model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            states = generator.model.enc_to_dec_proj(states) * mask[..., None]
             out = generator.model.decoder(input_ids=seq[:, :-1], encoder_hidden_states=states,
                                           encoder_attention_mask=mask).logits  # (K, S, V)
         total, count = 0.0, 0
@@ -71,11 +72,11 @@ def test_loss_equals_hand_written_reference(generator, batch):
 
 def test_captured_gradients_equal_full_autograd(generator, batch):
     texts = DESCRIPTIONS[:3]
-    names = [n for tensor in LUMINA_TENSORS for n in tensor_parameter_names(generator, 2, tensor)]
+    names = [n for tensor in LUMINA_TENSORS for n in generator.lumina_tensors(2)[tensor]]
     captured = capture_gradients(generator, batch, texts, names)
-    params = generator.lm_parameters()
+    params = generator.trainable_parameters()
     with only_requiring_grad(generator.model, list(params)), torch.enable_grad():
-        loss = clip_losses(generator, batch, texts).mean()
+        loss = generator.clip_losses(batch, texts).mean()
         full = dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
     for name in names:
         torch.testing.assert_close(captured[name], full[name], rtol=1e-5, atol=1e-7)
@@ -87,12 +88,12 @@ def test_captured_gradients_equal_full_autograd(generator, batch):
 
 def test_truncated_backward_touches_fewer_parameters_and_nodes(generator, batch):
     texts = DESCRIPTIONS[:3]
-    top = [n for t in LUMINA_TENSORS for n in tensor_parameter_names(generator, generator.num_layers - 1, t)]
-    params = generator.lm_parameters()
+    top = [n for t in LUMINA_TENSORS for n in generator.lumina_tensors(generator.num_layers - 1)[t]]
+    params = generator.trainable_parameters()
 
     def build(names):
         with only_requiring_grad(generator.model, names), torch.enable_grad():
-            loss = clip_losses(generator, batch, texts).mean()
+            loss = generator.clip_losses(batch, texts).mean()
             loss.backward()
             touched = [n for n, p in generator.model.named_parameters() if p.grad is not None]
             nodes = count_autograd_nodes(loss)
@@ -106,26 +107,26 @@ def test_truncated_backward_touches_fewer_parameters_and_nodes(generator, batch)
     # and the gradients themselves do not change
     truncated = capture_gradients(generator, batch, texts, top)
     with only_requiring_grad(generator.model, list(params)), torch.enable_grad():
-        loss = clip_losses(generator, batch, texts).mean()
+        loss = generator.clip_losses(batch, texts).mean()
         full = dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
     for name in top:
         torch.testing.assert_close(truncated[name], full[name], rtol=1e-5, atol=1e-7)
 
 
 def test_cross_attention_gradients_are_live(generator, batch):
-    names = tensor_parameter_names(generator, 1, "cross_attention.in_proj")
+    names = generator.lumina_tensors(1)["cross_attention.in_proj"]
     grads = capture_gradients(generator, batch, DESCRIPTIONS[:3], names)
     assert all(float(g.abs().sum()) > 0 for g in grads.values())
 
 
 def test_save_load_gives_identical_outputs(generator, batch, tmp_path):
     generator.save(tmp_path / "gen")
-    loaded = Generator.load(tmp_path / "gen")
+    loaded = MusicgenGenerator.load(tmp_path / "gen")
     texts = DESCRIPTIONS[:3]
     with torch.no_grad():
-        a = clip_losses(generator, batch, texts)
-        b = clip_losses(loaded, batch, texts)
+        a = generator.clip_losses(batch, texts)
+        b = loaded.clip_losses(batch, texts)
     assert torch.equal(a, b)
     audio = tone([300.0], seconds=0.3)
-    assert np.array_equal(generator.encode_audio(audio), loaded.encode_audio(audio))
+    assert np.array_equal(generator.codec.encode(audio), loaded.codec.encode(audio))
     assert loaded.identity() == generator.identity()

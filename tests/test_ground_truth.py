@@ -16,13 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from scipy import stats
 
 from experiments.ground_truth import ground_truth
-from experiments.setup import load_corpus
 from groundtruth.lds import lds_per_query
 from groundtruth.planted import two_way_effect
 from groundtruth.study import PLAN_FILE, Study, draw_subset, open_study
+from lumina.context import layout, load_corpus
 from lumina.generator import training
 from lumina.manifest import Manifest
-from lumina.scores import ScoreMatrix, write_run
+from lumina.score_matrix import ScoreMatrix, write_run
 from tests.generator_fixtures import tone
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -62,8 +62,9 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-def tiny_cfg(corpus: Path, outputs: Path, *extra: str):
-    """The ground_truth config on the tiny corpus with a tiny codec, LM and recipe."""
+def tiny_cfg(corpus: Path, outputs: Path, *extra: str, config_name: str = "ground_truth"):
+    """The `config_name` config (default ground_truth) on the tiny corpus with a tiny codec, LM and recipe."""
+    study = [f"ground_truth.n_models={N_MODELS}", "ground_truth.workers=1", "ground_truth.n_bootstrap=200"]
     overrides = [
         "data=folder", f"data.path={corpus / 'train'}", f"data.queries={corpus / 'queries'}",
         f"data.metadata={corpus / 'metadata.csv'}", f"paths.outputs={outputs}", f"paths.results={outputs / 'results'}",
@@ -73,11 +74,11 @@ def tiny_cfg(corpus: Path, outputs: Path, *extra: str):
         "model.lm.num_heads=2", "model.lm.ffn_dim=64", "model.lm.text_hidden_size=16", "model.lm.text_layers=1",
         "model.lm.text_heads=2", "model.lm.max_frames=128", "model.train.epochs=40", "model.train.batch_size=4",
         "model.train.crop_frames=48", "model.train.lr=0.003", "model.train.warmup_steps=5",
-        "model.train.checkpoints=1", "model.train.resume_every=7", f"ground_truth.n_models={N_MODELS}",
-        "ground_truth.workers=1", "ground_truth.n_bootstrap=200", *extra,
+        "model.train.checkpoints=1", "model.train.resume_every=7",
+        *(study if config_name == "ground_truth" else []), *extra,
     ]
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name="ground_truth", overrides=overrides)
+        return compose(config_name=config_name, overrides=overrides)
 
 
 def study_of(cfg: DictConfig, manifest: Manifest) -> Study:
@@ -129,7 +130,7 @@ def test_interrupted_study_resumes_without_retraining_and_gives_the_same_results
     cfg = tiny_cfg(corpus, tmp_path, "ground_truth.n_models=3")
     manifest = load_corpus(cfg)
     steps = json.loads((Path(reference.records[0]["model_path"]) / "training_record.json").read_text())["steps"]
-    real_crop = training.crop_batch
+    real_crop = training.pad_clips
     calls = {"n": 0, "kill_at": steps + steps // 2 + 1}
 
     def counting_crop(codes, starts, frames):
@@ -139,7 +140,7 @@ def test_interrupted_study_resumes_without_retraining_and_gives_the_same_results
                 raise KeyboardInterrupt("killed mid-way through the second model")
         return real_crop(codes, starts, frames)
 
-    monkeypatch.setattr(training, "crop_batch", counting_crop)
+    monkeypatch.setattr(training, "pad_clips", counting_crop)
     with pytest.raises(KeyboardInterrupt):
         study_of(cfg, manifest)
     first_json = next((tmp_path / "ground_truth").rglob("m000.json"))
@@ -158,7 +159,7 @@ def test_interrupted_study_resumes_without_retraining_and_gives_the_same_results
 def test_ground_truth_command_on_the_tiny_study(study):
     cfg, manifest, result = study
     results = Path(cfg.ground_truth.results)
-    runs = Path(cfg.ground_truth.runs)
+    runs = Path(cfg.ground_truth.runs or layout(cfg, manifest).runs)  # null: the experiment's runs
     queries = manifest.query_ids
     train = result.train_ids
     oracle = np.zeros((len(train), len(queries)))
@@ -209,7 +210,7 @@ def test_causal_verification_on_the_tiny_corpus_and_its_rerun_from_the_caches(co
     from experiments.causal_verification import verify
     from lumina.generator import embedded
 
-    cfg = tiny_cfg(corpus, tmp_path, "+method=lumina", "method.causal.queries=2")
+    cfg = tiny_cfg(corpus, tmp_path, "causal.queries=2", config_name="causal_verification")
     rows = verify(cfg)
     assert [(r["query"], r["role"]) for r in rows] == [(q, role) for q in ("q_nc_0", "q_comp_0")
                                                        for role in ("top", "control", "top_kept")]

@@ -26,7 +26,7 @@ from groundtruth.planted import (
     top_k_precision,
     two_way_effect,
 )
-from lumina.scores import ScoreMatrix, write_run
+from lumina.score_matrix import ScoreMatrix, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,18 +18,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 import lumina.database as database
-from experiments.attribute import attribute_file, write_report
 from lumina.audio import save_audio
+from lumina.context import Layout, method_context
 from lumina.database import Track, build_database, open_database, read_database
 from lumina.errors import ParameterError
 from lumina.generator.capture import capture_gradients
-from lumina.generator.model import Generator
+from lumina.generator.musicgen import MusicgenGenerator
 from lumina.manifest import Manifest
-from lumina.methods import RunContext, get_method
-from lumina.scoring import ScoringConfig, cosine_scores
+from lumina.methods import get_method
+from lumina.methods.options import LuminaOptions
+from lumina.report import attribute_file, write_report
+from lumina.signature_scoring import ScoringConfig, cosine_scores
 from lumina.signatures import (
     SignatureConfig,
     Skipped,
@@ -72,8 +73,8 @@ def gen_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def generator(gen_dir) -> Generator:
-    return Generator.load(gen_dir)
+def generator(gen_dir) -> MusicgenGenerator:
+    return MusicgenGenerator.load(gen_dir)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +167,7 @@ def test_signature_is_the_statistics_of_chunk_averaged_weighted_gradients(genera
     names = [n for c in ("P", "M") for _, parts in tensors[c] for n in parts]
     per_chunk = []
     for start in (0, SR):
-        codes = torch.from_numpy(generator.encode_audio(audio[start : start + SR]))[None]
+        codes = torch.from_numpy(generator.codec.encode(audio[start : start + SR]))[None]
         per_chunk.append(capture_gradients(generator, codes, ["violin folk"], names,
                                            codebook_weights=[0.4, 1.2, 1.3, 1.4]))
     for c in ("P", "M"):
@@ -179,7 +180,7 @@ def test_signature_is_the_statistics_of_chunk_averaged_weighted_gradients(genera
         np.testing.assert_allclose(got[c], expected / np.linalg.norm(expected), rtol=1e-4, atol=1e-6)
     unweighted = signature(generator, audio, "violin folk", SignatureConfig(chunk_s=1.0, codebook_weighting="none"))
     assert not np.allclose(unweighted["P"], got["P"], atol=1e-4)
-    full = track_gradients(generator, audio, "violin folk", CFG, capture=list(generator.lm_parameters()))
+    full = track_gradients(generator, audio, "violin folk", CFG, capture=list(generator.trainable_parameters()))
     truncated = track_gradients(generator, audio, "violin folk", CFG)
     assert full.tokens == truncated.tokens == 2 * 4 * 50
     for a, b in zip(full.tensors["P"], truncated.tensors["P"], strict=True):
@@ -293,9 +294,9 @@ import torch
 torch.set_num_threads(int(sys.argv[3]))
 from lumina.audio import load_audio
 from lumina.database import Track, build_database
-from lumina.generator.model import Generator
+from lumina.generator.musicgen import MusicgenGenerator
 from lumina.signatures import SignatureConfig, signature
-generator = Generator.load(sys.argv[1])
+generator = MusicgenGenerator.load(sys.argv[1])
 tracks = [Track(*line.split("|")) for line in Path(sys.argv[2]).read_text().splitlines()]
 tracks = [Track(t.track_id, t.split, Path(t.path), t.description) for t in tracks]
 out = {}
@@ -377,7 +378,7 @@ def test_database_resumes_after_a_kill(child, generator, tracks, clean_db, monke
 
 # -- the method and the report --------------------------------------------------------------------------
 def test_yaml_defaults_are_the_spec_defaults():
-    options = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "method" / "lumina.yaml"))
+    options = LuminaOptions().as_dict()
     assert options["name"] == "lumina"
     assert SignatureConfig.from_options(options) == SignatureConfig()
     assert ScoringConfig.from_options(options) == ScoringConfig()
@@ -394,12 +395,13 @@ def test_method_writes_six_unclipped_matrices(tmp_path, tracks, generator, clean
     manifest = Manifest(pd.DataFrame(rows, columns=["track_id", "split", "path", "description"]), folder)
     db_path = tmp_path / "signatures.h5"
     shutil.copyfile(clean_db.path, db_path)
-    options = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "method" / "lumina.yaml"))
+    options = LuminaOptions().as_dict()
     options |= {"chunk_s": 1.0, "database": str(db_path)}
     calls = []
     original = database.track_gradients
     monkeypatch.setattr(database, "track_gradients", lambda *a, **k: calls.append(a[2]) or original(*a, **k))
-    ctx = RunContext(manifest=manifest, options=options, cache_dir=tmp_path, load_generator=lambda: generator)
+    ctx = method_context(manifest, options, Layout(tmp_path, tmp_path / "runs", "tiny"), lambda: generator,
+                         progress=False)
     matrices = get_method("lumina")(ctx)
     assert len(calls) == 4  # only the queries and controls were new
     assert [m.setting for m in matrices] == ["lumina-P", "lumina-P-kr", "lumina-M", "lumina-M-kr", "lumina-PM",

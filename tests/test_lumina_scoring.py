@@ -9,7 +9,7 @@ import pytest
 
 from lumina.errors import ParameterError
 from lumina.report import score_channel, summary
-from lumina.scoring import ScoringConfig, combined, cosine_scores, kernel_factor, kernel_scores
+from lumina.signature_scoring import ScoringConfig, combined, cosine_scores, kernel_factor, kernel_scores
 from lumina.stats import gated_shares
 
 

@@ -1,4 +1,4 @@
-"""LUMINA's statistics and shares against hand-computed values, and seed 001's pizza example."""
+"""LUMINA's statistics and shares against hand-computed values, and docs/lumina.md#worked-example."""
 
 from __future__ import annotations
 

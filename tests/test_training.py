@@ -26,7 +26,7 @@ def toy_codes(n: int = 4, frames: int = 40, seed: int = 0) -> dict[str, np.ndarr
 
 
 def weights(generator) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in generator.lm_parameters().items()}
+    return {n: p.detach().clone() for n, p in generator.trainable_parameters().items()}
 
 
 def test_training_learns_and_is_deterministic(tmp_path):
@@ -56,7 +56,7 @@ def test_interrupted_training_resumes_bit_for_bit(tmp_path, monkeypatch):
     reference = tiny_generator()
     train_lm(reference, codes, texts, ids, CONFIG, tmp_path / "ref", progress=False)
 
-    real_crop = training.crop_batch
+    real_crop = training.pad_clips
     calls = {"n": 0}
 
     def crop_then_stop(*args, **kwargs):
@@ -65,12 +65,12 @@ def test_interrupted_training_resumes_bit_for_bit(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_crop(*args, **kwargs)
 
-    monkeypatch.setattr(training, "crop_batch", crop_then_stop)
+    monkeypatch.setattr(training, "pad_clips", crop_then_stop)
     interrupted = tiny_generator()
     with pytest.raises(KeyboardInterrupt):
         train_lm(interrupted, codes, texts, ids, CONFIG, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / training.RESUME_FILE).exists()
-    monkeypatch.setattr(training, "crop_batch", real_crop)
+    monkeypatch.setattr(training, "pad_clips", real_crop)
     resumed = tiny_generator()
     record = train_lm(resumed, codes, texts, ids, CONFIG, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / training.RESUME_FILE).exists()

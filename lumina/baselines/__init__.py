@@ -1,4 +1,5 @@
-"""Gradient baselines on the MusicGen teacher-forcing loss (SPEC §3): TRAK, Grad-Cos, GradDot, TracIn, LoGra,
+"""Gradient baselines on the MusicGen teacher-forcing loss (docs/baselines.md#method-definitions): TRAK, Grad-Cos,
+GradDot, TracIn, LoGra,
 FactGraSS and Fisher-regularised unlearning.
 
 - `data`: training segments and queries as dattri data (tuples of tensors) for the teacher-forcing loss.

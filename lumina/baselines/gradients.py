@@ -24,9 +24,10 @@ from dattri.func.projection import random_project
 from torch.func import grad, vmap
 from tqdm.auto import tqdm
 
-from lumina.baselines.data import Batch, Item, batches, collate
-from lumina.baselines.task import TeacherForcing, example_loss
+from lumina.baselines.items import batches
+from lumina.baselines.weights import example_loss
 from lumina.errors import LuminaError, ParameterError
+from lumina.generator.protocol import Batch, Generator, Item
 
 
 def digest(payload: object) -> str:
@@ -38,7 +39,7 @@ def item_key(items: Sequence[Item]) -> str:
     """Hash of the items' codes, texts and masks (part of every cache key)."""
     h = hashlib.sha256()
     for item in items:
-        h.update(np.ascontiguousarray(item.codes).tobytes() + item.text.encode() + b"|")
+        h.update(np.ascontiguousarray(item.tokens).tobytes() + item.text.encode() + b"|")
         if item.keep is not None:
             h.update(np.packbits(item.keep).tobytes())
     return h.hexdigest()[:16]
@@ -56,7 +57,7 @@ def cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     return value
 
 
-def parameter_order(module: TeacherForcing, names: Sequence[str]) -> list[str]:
+def parameter_order(module: torch.nn.Module, names: Sequence[str]) -> list[str]:
     """`names` in the module's parameter order: dattri's flattening order, hence its projections' input order."""
     chosen = set(names)
     order = [n for n, _ in module.named_parameters() if n in chosen]
@@ -65,9 +66,9 @@ def parameter_order(module: TeacherForcing, names: Sequence[str]) -> list[str]:
     return order
 
 
-def per_example_gradients(module: TeacherForcing, names: Sequence[str], batch: Batch) -> torch.Tensor:
-    """Gradients (B, D) of each example's loss with respect to the parameters `names` at the module's current
-    weights, flattened in `parameter_order`."""
+def per_example_gradients(module: torch.nn.Module, names: Sequence[str], batch: Batch) -> torch.Tensor:
+    """Gradients (B, D) of each example's loss (`module`: a generator's loss module) with respect to the
+    parameters `names` at the module's current weights, flattened in `parameter_order`."""
     order = parameter_order(module, names)
     params = {n: p.detach() for n, p in module.named_parameters() if n in set(order)}
     with torch.no_grad(), warnings.catch_warnings():  # torch.func.grad differentiates inside; nothing outside
@@ -77,7 +78,7 @@ def per_example_gradients(module: TeacherForcing, names: Sequence[str], batch: B
 
 
 def example_rows(
-    generator,
+    generator: Generator,
     names: Sequence[str],
     items: Sequence[Item],
     reduce: Callable[[torch.Tensor], torch.Tensor],
@@ -91,10 +92,10 @@ def example_rows(
     order: (n, r). Batches are cached under `folder` (its name must key the weights, parameters, items and
     reduction); None caches nothing. Raises LuminaError on a non-finite gradient.
     """
-    module = TeacherForcing(generator)
+    module = generator.loss_module()
 
     def compute(index: np.ndarray) -> np.ndarray:
-        grads = per_example_gradients(module, names, collate(generator, [items[i] for i in index]))
+        grads = per_example_gradients(module, names, generator.collate([items[i] for i in index]))
         if not torch.isfinite(grads).all():
             raise LuminaError(f"non-finite gradient in a batch of {len(index)} items")
         return reduce(grads).numpy()
@@ -119,5 +120,5 @@ def project(features: torch.Tensor, proj_dim: int, seed: int, ensemble_id: int =
     if proj_dim <= 0:
         return features
     projector = random_project(features, features.shape[0], proj_dim=proj_dim, proj_max_batch_size=32,
-                               proj_seed=seed, proj_type="normal", device="cpu")
+                               proj_seed=seed, proj_type="normal", device=str(features.device))
     return projector(features, ensemble_id=ensemble_id)

@@ -1,9 +1,11 @@
-"""TRAK (SPEC §3): projected gradients φ = P g and score(i, q) = φ_qᵀ (ΦᵀΦ + λI)⁻¹ φ_i, averaged over an
+"""TRAK (docs/baselines.md#trak): projected gradients φ = P g and score(i, q) = φ_qᵀ (ΦᵀΦ + λI)⁻¹ φ_i, averaged over an
 ensemble of projections (one model) or of checkpoints (each with its own projection).
 
 This is dattri's `TRAKAttributor` estimator (its dense Gaussian projection drawn per ensemble id, the solve in
-projected space) with the output-to-loss weight Q = 1, as SPEC writes the score. dattri divides gradients by
-sqrt(D) (D: number of parameters) before projecting; SPEC's φ = P g does not, so SPEC's λ equals dattri's
+projected space) with the output-to-loss weight Q = 1, as docs/baselines.md#trak writes the score. dattri divides
+gradients by
+sqrt(D) (D: number of parameters) before projecting; docs/baselines.md#trak's φ = P g does not, so
+docs/baselines.md#trak's λ equals dattri's
 regularization × D, and dattri run with regularization λ / D gives these scores exactly. The project
 computes TRAK itself because dattri's CPU projector draws the D × k matrix again for every batch and keeps
 nothing across an interruption; here each example's gradient is taken once per checkpoint (cached per batch)
@@ -19,9 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lumina.baselines.data import Item
 from lumina.baselines.gradients import example_rows, item_key, project
-from lumina.baselines.task import TeacherForcing, load_weights
+from lumina.baselines.weights import load_weights
+from lumina.generator.protocol import Generator, Item
 
 
 def trak_scores(
@@ -29,7 +31,8 @@ def trak_scores(
 ) -> torch.Tensor:
     """Mean over members m of Φ_m (Φ_mᵀΦ_m + λI)⁻¹ φ_q^m: training features (N, k) and query features (Q, k)
     per member → scores (N, Q)."""
-    total = torch.zeros(train_features[0].shape[0], query_features[0].shape[0], dtype=torch.float64)
+    total = torch.zeros(train_features[0].shape[0], query_features[0].shape[0], dtype=torch.float64,
+                        device=train_features[0].device)
     for phi, phi_q in zip(train_features, query_features, strict=True):
         kernel = phi.T @ phi
         kernel.diagonal().add_(regularization)
@@ -39,11 +42,11 @@ def trak_scores(
 
 def kernel_spectrum(features: torch.Tensor) -> np.ndarray:
     """Eigenvalues (descending) of ΦᵀΦ for training features (N, k): how λ compares with the kernel."""
-    return np.linalg.svd(features.double().numpy(), compute_uv=False) ** 2
+    return np.linalg.svd(features.double().cpu().numpy(), compute_uv=False) ** 2
 
 
 def trak(
-    generator,
+    generator: Generator,
     names: Sequence[str],
     checkpoints: Sequence[dict | str | Path],
     members: Sequence[tuple[int, int]],
@@ -63,7 +66,7 @@ def trak(
     M projections of one model, [(c, c) for each c] ensembles checkpoints. `cache` must key the generator,
     parameters and checkpoints. The LM is left at the last checkpoint visited.
     """
-    module = TeacherForcing(generator)
+    module = generator.loss_module()
     train_key, query_key = item_key(train), item_key(queries)
     phis, phi_qs, spectra = [], [], []
     for c in sorted({c for c, _ in members}):

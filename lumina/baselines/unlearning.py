@@ -1,4 +1,4 @@
-"""Fisher-regularised unlearning (seed 004, SPEC §3): from the trained weights Θ₀, descend
+"""Fisher-regularised unlearning (docs/baselines.md#fisher-regularised-unlearning): from the trained weights Θ₀, descend
 
     L_unlearn(Θ) = −L(ẑ, Θ) + (N/2) (Θ − Θ₀)ᵀ F (Θ − Θ₀)
 
@@ -18,23 +18,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lumina.baselines.data import Batch, Item, batches, collate
 from lumina.baselines.gradients import cached, item_key, parameter_order, per_example_gradients
-from lumina.baselines.task import TeacherForcing
+from lumina.baselines.items import batches
+from lumina.baselines.weights import put_back, weights_copy
 from lumina.errors import LuminaError, ParameterError
 from lumina.generator.capture import only_requiring_grad
-from lumina.generator.teacher_forcing import masked_cross_entropy
+from lumina.generator.protocol import Batch, Generator, Item, LayerSplit
 
 OPTIMIZERS = ("sgd", "adam")
 
 
 def fisher_diagonal(
-    generator,
+    generator: Generator,
     names: Sequence[str],
     items: Sequence[Item],
     path: Path,
@@ -44,13 +45,13 @@ def fisher_diagonal(
 ) -> dict[str, torch.Tensor]:
     """Diagonal empirical Fisher mean_i g_i ⊙ g_i over `items` for the parameters `names` at the current
     weights, per parameter; cached at `path` (.npy)."""
-    module = TeacherForcing(generator)
+    module = generator.loss_module()
     order = parameter_order(module, names)
 
     def compute() -> np.ndarray:
         total = None
         for index in tqdm(batches(items, batch_size), desc="Fisher", disable=not progress, unit="batch"):
-            grads = per_example_gradients(module, order, collate(generator, [items[i] for i in index]))
+            grads = per_example_gradients(module, order, generator.collate([items[i] for i in index]))
             squares = (grads.double() ** 2).sum(dim=0)
             total = squares if total is None else total + squares
         return (total / len(items)).float().numpy()
@@ -66,98 +67,50 @@ def fisher_diagonal(
     return out
 
 
-class _Captured(Exception):
-    """Raised by the capture hook to stop a forward pass once the wanted layer input is recorded."""
+def first_target_layer(generator: Generator, names: Sequence[str]) -> int:
+    """The lowest layer holding a target parameter: below it nothing changes during unlearning.
 
-
-def first_target_layer(generator, names: Sequence[str]) -> int:
-    """The lowest decoder layer holding a target parameter: below it nothing changes during unlearning.
-
-    0 when a target lies below the layers (embeddings, text projection); the number of layers when every
-    target lies above them (final layer norm, output heads)."""
-    lowest = generator.num_layers
-    for name in names:
-        layer = next((i for i in range(generator.num_layers) if name.startswith(generator.layer_prefix(i))), None)
-        if layer is not None:
-            lowest = min(lowest, layer)
-        elif not name.startswith(("decoder.lm_heads.", "decoder.model.decoder.layer_norm.")):
-            return 0
-    return lowest
-
-
-def _stage(generator, start: int) -> torch.nn.Module:
-    decoder = generator.model.decoder.model.decoder
-    return decoder.layers[start] if start < generator.num_layers else decoder.layer_norm
-
-
-def capture_input(generator, module: TeacherForcing, start: int, batch: Batch) -> tuple[tuple, dict]:
-    """Positional and keyword arguments decoder layer `start` (or the final norm) receives for `batch`; the
-    layers above are not run."""
-    captured: dict = {}
-
-    def hook(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        captured.update(args=args, kwargs=kwargs)
-        raise _Captured
-
-    handle = _stage(generator, start).register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            module(*batch)
-    except _Captured:
-        pass
-    finally:
-        handle.remove()
-    return captured["args"], captured["kwargs"]
-
-
-def upper_losses(generator, start: int, captured: tuple[tuple, dict], batch: Batch) -> torch.Tensor:
-    """Per-clip losses (B,) from the captured input of layer `start` upward (equal to the full forward)."""
-    decoder = generator.model.decoder.model.decoder
-    args, kwargs = captured
-    hidden = args[0]
-    for layer in decoder.layers[start:]:
-        hidden = layer(hidden, *args[1:], **kwargs)
-    hidden = decoder.layer_norm(hidden)
-    logits = torch.stack([head(hidden) for head in generator.model.decoder.lm_heads], dim=1)
-    _, targets, valid, _, _ = batch
-    return masked_cross_entropy(logits, targets, valid)
+    0 when a target lies below the layers (embeddings, condition projection); the number of layers when every
+    target lies above them (final norm, output heads)."""
+    return max(0, min(generator.parameter_depth(name) for name in names))
 
 
 @dataclass
 class Prepared:
-    """Training items collated once into length-ordered batches, with each batch's input to the first
-    target layer (`start`; None: the whole model runs)."""
+    """Training items collated once into length-ordered batches, with what the layers from the first target
+    layer (`start`) upward receive for each (`split`; None when `start` is 0: the whole model runs)."""
 
     index: list[np.ndarray]
     batch: list[Batch]
-    captured: list[tuple[tuple, dict] | None]
+    lower: list[Any]
+    split: LayerSplit | None
     start: int
 
 
-def prepare(generator, items: Sequence[Item], names: Sequence[str], batch_size: int) -> Prepared:
+def prepare(generator: Generator, items: Sequence[Item], names: Sequence[str], batch_size: int) -> Prepared:
     """Batches of `items` for repeated loss evaluation while the parameters `names` change."""
-    module = TeacherForcing(generator)
     start = first_target_layer(generator, names)
+    split = generator.layer_split(start) if start > 0 else None
     index = batches(items, batch_size)
-    collated = [collate(generator, [items[i] for i in chunk]) for chunk in index]
-    captured = [capture_input(generator, module, start, b) if start > 0 else None for b in collated]
-    return Prepared(index, collated, captured, start)
+    collated = [generator.collate([items[i] for i in chunk]) for chunk in index]
+    lower = [split.lower(b) if split is not None else None for b in collated]
+    return Prepared(index, collated, lower, split, start)
 
 
-def segment_losses(generator, prepared: Prepared, n: int) -> np.ndarray:
+def segment_losses(generator: Generator, prepared: Prepared, n: int) -> np.ndarray:
     """Teacher-forcing loss (n,) of the prepared items at the current weights."""
-    module = TeacherForcing(generator)
+    module = generator.loss_module()
     out = np.empty(n, dtype=np.float64)
     with torch.no_grad():
-        for index, batch, captured in zip(prepared.index, prepared.batch, prepared.captured, strict=True):
-            losses = module(*batch) if captured is None else upper_losses(generator, prepared.start, captured, batch)
-            out[index] = losses.double().numpy()
+        for index, batch, lower in zip(prepared.index, prepared.batch, prepared.lower, strict=True):
+            losses = module(**batch) if prepared.split is None else prepared.split.losses(lower, batch)
+            out[index] = losses.double().cpu().numpy()
     return out
 
 
 def unlearn(
-    generator,
-    module: TeacherForcing,
+    generator: Generator,
+    module: torch.nn.Module,
     names: Sequence[str],
     anchor: dict[str, torch.Tensor],
     fisher: dict[str, torch.Tensor],
@@ -173,12 +126,12 @@ def unlearn(
     (N/2)(Θ − Θ₀)ᵀF(Θ − Θ₀) after the last step, both in nats."""
     if optimizer not in OPTIMIZERS:
         raise ParameterError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    params = generator.lm_parameters()
-    with only_requiring_grad(generator.model, names) as targets, torch.enable_grad():
+    params = generator.trainable_parameters()
+    with only_requiring_grad(module, names) as targets, torch.enable_grad():
         opt = (torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)(targets, lr=lr)
         history = []
         for _ in range(steps):
-            loss = module(*query).mean()
+            loss = module(**query).mean()
             penalty = sum((fisher[n] * (params[n] - anchor[n]) ** 2).sum() for n in names)
             objective = -loss + 0.5 * n_train * penalty
             opt.zero_grad(set_to_none=True)
@@ -190,13 +143,13 @@ def unlearn(
         for p in targets:
             p.grad = None
     with torch.no_grad():
-        after = float(module(*query).mean())
+        after = float(module(**query).mean())
         penalty = 0.5 * n_train * float(sum((fisher[n] * (params[n] - anchor[n]) ** 2).sum() for n in names))
     return after - history[0], penalty
 
 
 def unlearning_scores(
-    generator,
+    generator: Generator,
     names: Sequence[str],
     train: Sequence[Item],
     queries: Sequence[Item],
@@ -214,8 +167,8 @@ def unlearning_scores(
     Each query's column is cached under `cache` (which must key the generator and the settings); the
     weights are restored after every query.
     """
-    module = TeacherForcing(generator)
-    anchor = {n: p.detach().clone() for n, p in generator.lm_parameters().items()}
+    module = generator.loss_module()
+    anchor = weights_copy(generator)
     fisher = fisher_diagonal(generator, names, fisher_items, cache / f"fisher-{item_key(fisher_items)}.npy",
                              batch_size=batch_size, progress=progress)
     prepared = prepare(generator, train, names, batch_size)
@@ -226,13 +179,11 @@ def unlearning_scores(
 
         def column(item: Item = item) -> np.ndarray:
             try:
-                gain, penalty = unlearn(generator, module, names, anchor, fisher, collate(generator, [item]),
+                gain, penalty = unlearn(generator, module, names, anchor, fisher, generator.collate([item]),
                                         n_train=len(train), steps=steps, lr=lr, optimizer=optimizer)
                 return np.concatenate([segment_losses(generator, prepared, len(train)) - base, [gain, penalty]])
             finally:
-                with torch.no_grad():
-                    for name, param in generator.lm_parameters().items():
-                        param.copy_(anchor[name])
+                put_back(generator, anchor)
 
         values = cached(cache / f"query-{item_key([item])}-{train_key}.npy", column)
         columns.append(values[:-2])

@@ -19,7 +19,8 @@ folder's name) and `build(cfg, out_dir, *, threads, progress) -> Manifest`."""
 
 def corpus_dir(data_cfg: Mapping, cache_root: str | Path, *, threads: int = 2, progress: bool = False) -> Path:
     """Where a data config's corpus lives: `cache_root/corpus/<name>-<key>`, the key a hash of the settings
-    (music21) or of the catalogue's content (folder: its files are hashed, docs/corpus.md#folder-key)."""
+    (music21) or of the catalogue's content (folder: its files are hashed,
+    docs/corpus.md#how-a-folder-catalogue-is-keyed)."""
     cfg = plain_config(data_cfg)
     builder = BUILDERS.get(cfg.get("builder"))
     if builder is None:

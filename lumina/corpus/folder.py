@@ -1,6 +1,7 @@
 """A user's catalogue as a corpus (`data=folder`): a folder of audio files, an optional metadata CSV and an
 optional folder of query files. The build is keyed by the catalogue's content, not by its name or place
-(docs/corpus.md#folder-key). Every file is hashed and validated with `lumina.audio.load_audio`; both results are
+(docs/corpus.md#how-a-folder-catalogue-is-keyed). Every file is hashed and validated with
+`lumina.audio.load_audio`; both results are
 cached per source folder by path, size and modification time, so a re-run only reads new or changed files."""
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def per_file(files: list[CatalogueFile], compute: Callable[[Path], object], corp
 
 
 def cache_key(cfg: Mapping, corpus_root: Path, *, threads: int = 2, progress: bool = False) -> str:
-    """Short hash of the catalogue's content (docs/corpus.md#folder-key): the path relative to its folder and the
+    """Short hash of the catalogue's content (docs/corpus.md#how-a-folder-catalogue-is-keyed): the path relative to
+    its folder and the
     SHA-256 of every audio file, by split, the metadata file's SHA-256, the check rate and the builder version.
     Neither `data.name` nor where the folders lie is part of it."""
     files = catalogue_files(cfg)

@@ -1,4 +1,4 @@
-"""Gradient capture with a truncated backward (SPEC §1).
+"""Gradient capture with a truncated backward (docs/generator.md#gradient-capture).
 
 Only the captured parameters require gradients while the loss is built, so autograd records nothing below
 the lowest captured layer: parameters not captured get no gradient and cost no work.
@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import torch
 
 from lumina.errors import GradientError, ParameterError
-from lumina.generator.teacher_forcing import clip_losses
+from lumina.generator.protocol import Generator
 
 LUMINA_TENSORS = (
     "self_attn.in_proj",
@@ -22,29 +22,8 @@ LUMINA_TENSORS = (
     "linear1",
     "linear2",
 )
-"""The six tensors of a layer, in SPEC §1 order, by their MusicGen (audiocraft) names."""
-
-_TRANSFORMERS_NAMES = {
-    "self_attn.in_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-    "self_attn.out_proj": ("self_attn.out_proj",),
-    "cross_attention.in_proj": ("encoder_attn.q_proj", "encoder_attn.k_proj", "encoder_attn.v_proj"),
-    "cross_attention.out_proj": ("encoder_attn.out_proj",),
-    "linear1": ("fc1",),
-    "linear2": ("fc2",),
-}
-
-
-def tensor_parameter_names(generator, layer: int, tensor: str) -> list[str]:
-    """Full parameter names behind one LUMINA tensor of a layer (in_proj = q, k, v rows stacked)."""
-    if tensor not in _TRANSFORMERS_NAMES:
-        raise ParameterError(f"unknown tensor {tensor!r}; choose from {LUMINA_TENSORS}")
-    prefix = generator.layer_prefix(layer)
-    return [f"{prefix}{part}.weight" for part in _TRANSFORMERS_NAMES[tensor]]
-
-
-def lm_head_names(generator) -> list[str]:
-    """The LM's per-codebook output projections (`lm.linears` in audiocraft)."""
-    return [f"decoder.lm_heads.{k}.weight" for k in range(generator.num_codebooks)]
+"""The six tensors of a layer in LUMINA's order (docs/lumina.md#signatures), by their audiocraft names; each
+generator maps them to its parameters (`Generator.lumina_tensors`)."""
 
 
 def stack_tensor(grads: dict[str, torch.Tensor], names: Sequence[str]) -> torch.Tensor:
@@ -73,7 +52,7 @@ def only_requiring_grad(model: torch.nn.Module, names: Sequence[str]) -> Iterato
 
 
 def capture_gradients(
-    generator,
+    generator: Generator,
     codes: torch.Tensor,
     texts: Sequence[str],
     names: Sequence[str],
@@ -85,8 +64,8 @@ def capture_gradients(
 
     Raises GradientError when a gradient is not finite (the audio or the model is broken, not the method).
     """
-    with only_requiring_grad(generator.model, names) as params, torch.enable_grad():
-        loss = clip_losses(generator, codes, texts, lengths=lengths, codebook_weights=codebook_weights).mean()
+    with only_requiring_grad(generator.loss_module(), names) as params, torch.enable_grad():
+        loss = generator.clip_losses(codes, texts, lengths=lengths, codebook_weights=codebook_weights).mean()
         grads = torch.autograd.grad(loss, params, allow_unused=True)
     out = {}
     for name, param, grad in zip(names, params, grads, strict=True):
@@ -98,7 +77,7 @@ def capture_gradients(
 
 
 def per_clip_gradients(
-    generator,
+    generator: Generator,
     codes: torch.Tensor,
     texts: Sequence[str],
     names: Sequence[str],

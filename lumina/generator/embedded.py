@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from lumina.audio import load_audio
 from lumina.codecs.embedded import EmbeddedCodec, EmbeddedCodecConfig
 from lumina.generator.codes import encode_tracks
-from lumina.generator.model import RECORD_FILE, Generator, LMConfig, build_musicgen
+from lumina.generator.musicgen import RECORD_FILE, LMConfig, MusicgenGenerator, build_musicgen
 from lumina.generator.text import WordTokenizer
 from lumina.generator.training import TrainConfig, evaluate_losses, train_lm
 from lumina.locking import cache_lock
@@ -78,7 +78,7 @@ def train_embedded(
     train_ids: Sequence[str] | None = None,
     name: str = "embedded",
     progress: bool = True,
-) -> Generator:
+) -> MusicgenGenerator:
     """Build or reuse the embedded generator trained on `train_ids` (default: every training track).
 
     Cached under `cache_root/models/<name>-<hash>`; the training record lists the subset, seed, steps,
@@ -92,14 +92,14 @@ def train_embedded(
     path = cache_root / "models" / f"{name}-{key}"
     with cache_lock(path):
         if (path / RECORD_FILE).exists() and (path / "config.json").exists():
-            return Generator.load(path)
+            return MusicgenGenerator.load(path)
         return _train_and_save(manifest, config, codec, train_ids, descriptions, path, progress)
 
 
 def _train_and_save(
     manifest: Manifest, config: EmbeddedModelConfig, codec: EmbeddedCodec, train_ids: list[str],
     descriptions: dict[str, str], path: Path, progress: bool,
-) -> Generator:
+) -> MusicgenGenerator:
     held_out = [t for t in manifest.table["track_id"] if t not in set(train_ids)]
     codes = encode_tracks(codec, manifest, train_ids + held_out, path.parent.parent, progress=progress)
     tokenizer = WordTokenizer.build(manifest.table["description"])
@@ -107,7 +107,7 @@ def _train_and_save(
         config.lm, num_codebooks=codec.num_codebooks, cardinality=codec.cardinality,
         text_vocab_size=len(tokenizer), seed=config.seed,
     )
-    generator = Generator(model, codec, tokenizer)
+    generator = MusicgenGenerator(model, codec, tokenizer)
     torch.manual_seed(config.seed)
     record = train_lm(generator, codes, descriptions, train_ids, config.train, path, progress=progress)
     losses = evaluate_losses(generator, codes, descriptions, train_ids + held_out)

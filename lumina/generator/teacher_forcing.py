@@ -1,4 +1,5 @@
-"""Teacher forcing (SPEC §1): the delay pattern, its validity mask and the masked cross-entropy loss.
+"""Teacher forcing (docs/generator.md#teacher-forcing-loss): the delay pattern, its validity mask and the masked
+cross-entropy loss — the one definition of the loss every generator, method and ground truth uses.
 
 Delay pattern: codebook k is shifted right by k steps, so a clip of T frames becomes S = T + K - 1 steps;
 step s of codebook k holds code (k, s - k) where 0 <= s - k < length, else the special token. The LM input
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -44,10 +46,14 @@ def masked_cross_entropy(
     targets: torch.Tensor,
     valid: torch.Tensor,
     codebook_weights: Sequence[float] | None = None,
+    *,
+    by_stream: bool = False,
 ) -> torch.Tensor:
-    """Per-clip loss Σ(w_k · ce · mask) / Σ mask, shape (B,), from logits (B, K, S, V).
+    """The teacher-forcing loss of each clip, Σ(w_k · ce · mask) / Σ mask over its steps and codebooks, shape
+    (B,), from logits (B, K, S, V); with `by_stream`, each codebook's own Σ(w_k · ce · mask) / Σ mask, (B, K).
 
     `codebook_weights` (K,) weight each codebook's term (LUMINA's [0.4, 1.2, 1.3, 1.4]); None = all 1.
+    Definition: docs/generator.md#teacher-forcing-loss.
     """
     b, k, s, v = logits.shape
     ce = F.cross_entropy(logits.reshape(-1, v).float(), targets.reshape(-1), reduction="none").view(b, k, s)
@@ -56,21 +62,18 @@ def masked_cross_entropy(
         if len(codebook_weights) != k:
             raise ParameterError(f"{len(codebook_weights)} codebook weights for {k} codebooks")
         ce = ce * torch.tensor(codebook_weights, dtype=ce.dtype)[None, :, None]
+    if by_stream:
+        return (ce * mask).sum(dim=2) / mask.sum(dim=2)
     return (ce * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
 
 
-def clip_losses(
-    generator,
-    codes: torch.Tensor,
-    texts: Sequence[str],
-    *,
-    lengths: torch.Tensor | None = None,
-    codebook_weights: Sequence[float] | None = None,
-) -> torch.Tensor:
-    """Teacher-forcing loss of each clip, shape (B,): codes (B, K, T) with their descriptions."""
-    if len(texts) != codes.shape[0]:
-        raise ParameterError(f"{len(texts)} descriptions for {codes.shape[0]} clips")
-    inputs, targets, valid = delay_pattern(codes, generator.special_token, lengths)
-    states, mask = generator.encode_text(list(texts))
-    logits = generator.logits(inputs, states, mask)
-    return masked_cross_entropy(logits, targets, valid, codebook_weights)
+def pad_clips(codes: Sequence[np.ndarray], starts: Sequence[int], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop clips (each (K, T_i)) to `frames` from `starts`, right-padding short ones: (B, K, frames), lengths (B,)."""
+    k = codes[0].shape[0]
+    out = np.zeros((len(codes), k, frames), dtype=np.int64)
+    lengths = np.zeros(len(codes), dtype=np.int64)
+    for i, (c, s) in enumerate(zip(codes, starts, strict=True)):
+        piece = c[:, s : s + frames]
+        out[i, :, : piece.shape[1]] = piece
+        lengths[i] = piece.shape[1]
+    return torch.from_numpy(out), torch.from_numpy(lengths)

@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from lumina.errors import ParameterError
-from lumina.generator.model import Generator
-from lumina.generator.teacher_forcing import clip_losses
+from lumina.generator.musicgen import MusicgenGenerator
+from lumina.generator.teacher_forcing import pad_clips
 
 RESUME_FILE = "resume.pt"
 CHECKPOINT_DIR = "checkpoints"
@@ -70,20 +70,8 @@ def batch_schedule(
     return order, starts
 
 
-def crop_batch(codes: Sequence[np.ndarray], starts: Sequence[int], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crop clips (each (K, T_i)) to `frames` from `starts`, right-padding short ones: (B, K, frames), lengths (B,)."""
-    k = codes[0].shape[0]
-    out = np.zeros((len(codes), k, frames), dtype=np.int64)
-    lengths = np.zeros(len(codes), dtype=np.int64)
-    for i, (c, s) in enumerate(zip(codes, starts, strict=True)):
-        piece = c[:, s : s + frames]
-        out[i, :, : piece.shape[1]] = piece
-        lengths[i] = piece.shape[1]
-    return torch.from_numpy(out), torch.from_numpy(lengths)
-
-
 def train_lm(
-    generator: Generator,
+    generator: MusicgenGenerator,
     codes: Mapping[str, np.ndarray],
     descriptions: Mapping[str, str],
     train_ids: Sequence[str],
@@ -104,7 +92,7 @@ def train_lm(
     train_ids = list(train_ids)
     total = config.steps(len(train_ids))
     order, starts = batch_schedule([codes[t].shape[1] for t in train_ids], total, config)
-    params = generator.lm_parameters()
+    params = generator.trainable_parameters()
     for p in params.values():
         p.requires_grad_(True)
     optimizer = torch.optim.Adam(list(params.values()), lr=config.lr)
@@ -128,8 +116,8 @@ def train_lm(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             ids = [train_ids[i] for i in order[step]]
-            batch, lengths = crop_batch([codes[t] for t in ids], starts[step], config.crop_frames)
-            loss = clip_losses(generator, batch, [descriptions[t] for t in ids], lengths=lengths).mean()
+            batch, lengths = pad_clips([codes[t] for t in ids], starts[step], config.crop_frames)
+            loss = generator.clip_losses(batch, [descriptions[t] for t in ids], lengths=lengths).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(params.values()), config.grad_clip)
@@ -162,24 +150,24 @@ def train_lm(
     }
 
 
-def save_checkpoint(generator: Generator, out_dir: Path, step: int, lr: float) -> Path:
+def save_checkpoint(generator: MusicgenGenerator, out_dir: Path, step: int, lr: float) -> Path:
     """Write the LM's trainable weights after `step` (safetensors) and the learning rate used at that step."""
     path = out_dir / CHECKPOINT_DIR / f"step-{step:06d}"
     path.mkdir(parents=True, exist_ok=True)
-    weights = {n: p.detach().contiguous() for n, p in generator.lm_parameters().items()}
+    weights = {n: p.detach().contiguous() for n, p in generator.trainable_parameters().items()}
     save_file(weights, str(path / "lm.safetensors"))
     (path / "meta.json").write_text(json.dumps({"step": step, "lr": lr}))
     return path
 
 
-def load_checkpoint(generator: Generator, path: str | Path) -> dict:
+def load_checkpoint(generator: MusicgenGenerator, path: str | Path) -> dict:
     """Load an intermediate checkpoint's LM weights into `generator` in place; returns its meta (step, lr)."""
     path = Path(path)
     generator.model.load_state_dict(load_file(str(path / "lm.safetensors")), strict=False)
     return json.loads((path / "meta.json").read_text())
 
 
-def _save_resume(path: Path, generator: Generator, optimizer, identity: dict, state: dict) -> None:
+def _save_resume(path: Path, generator: MusicgenGenerator, optimizer, identity: dict, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
@@ -195,7 +183,7 @@ def _save_resume(path: Path, generator: Generator, optimizer, identity: dict, st
 
 @torch.no_grad()
 def evaluate_losses(
-    generator: Generator,
+    generator: MusicgenGenerator,
     codes: Mapping[str, np.ndarray],
     descriptions: Mapping[str, str],
     ids: Sequence[str],
@@ -209,8 +197,8 @@ def evaluate_losses(
     for i in range(0, len(ids), batch_size):
         chunk = ids[i : i + batch_size]
         frames = max(codes[t].shape[1] for t in chunk)
-        batch, lengths = crop_batch([codes[t] for t in chunk], [0] * len(chunk), frames)
-        losses = clip_losses(generator, batch, [descriptions[t] for t in chunk], lengths=lengths,
-                             codebook_weights=codebook_weights)
+        batch, lengths = pad_clips([codes[t] for t in chunk], [0] * len(chunk), frames)
+        losses = generator.clip_losses(batch, [descriptions[t] for t in chunk], lengths=lengths,
+                                       codebook_weights=codebook_weights)
         out.update({t: float(v) for t, v in zip(chunk, losses, strict=True)})
     return out

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 
 from lumina.errors import ParameterError
 from lumina.methods.base import NotConfigured, RunContext
+from lumina.score_matrix import ScoreMatrix, write_run
 
 METHODS: dict[str, str] = {
     "lumina": "lumina.methods.lumina:run",
@@ -36,4 +38,22 @@ def get_method(name: str) -> Callable[[RunContext], list]:
     return getattr(importlib.import_module(module), function)
 
 
-__all__ = ["METHODS", "NotConfigured", "RunContext", "get_method"]
+__all__ = ["METHODS", "NotConfigured", "RunContext", "get_method", "write_results"]
+
+
+def write_results(results: list[ScoreMatrix | NotConfigured], method_folder: Path, run_provenance: dict, *,
+                  seconds: float) -> list[Path]:
+    """Write each setting's `scores.h5` + `run.json` (or a `run.json` saying why it is not configured) into
+    `method_folder/<setting>/`; returns the folders."""
+    folders = []
+    for result in results:
+        folder = method_folder / result.setting
+        if isinstance(result, NotConfigured):
+            write_run(folder, {"method": result.method, "setting": result.setting, "status": "not configured",
+                               "reason": result.reason, "provenance": run_provenance})
+        else:
+            result.provenance = {**run_provenance, **result.provenance}
+            write_run(folder, {"method": result.method, "setting": result.setting, "seconds": seconds,
+                               "provenance": result.provenance}, result)
+        folders.append(folder)
+    return folders

@@ -1,14 +1,22 @@
-"""What a method receives (`RunContext`) and what it may return besides score matrices (`NotConfigured`)."""
+"""What a method receives (`RunContext`) and what it may return besides score matrices (`NotConfigured`).
+
+A method is a function `run(ctx: RunContext) -> list[ScoreMatrix | NotConfigured]` (`lumina.methods`); the
+context is built by `lumina.context.build_context` and nowhere else.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lumina.generator.protocol import Generator, GeneratorLoader
 from lumina.manifest import Manifest
+from lumina.methods.options import MethodOptions
+
+if TYPE_CHECKING:
+    from lumina.context import Layout
 
 
 @dataclass
@@ -22,24 +30,27 @@ class NotConfigured:
 
 @dataclass
 class RunContext:
-    """Everything a method needs: the corpus, its options, where to cache, and the generator on demand.
+    """Everything a method needs: the corpus, its typed options, where to cache, and the generator on demand.
 
-    options: the method's config (`method.*` in Hydra) as a plain dict.
-    cache_dir: a folder of the method's own for resumable intermediate results.
+    options: the method's options dataclass (`lumina.methods.options`).
+    layout: the experiment's output layout (the cache root, where runs go).
+    cache_dir: the method's own folder for resumable intermediate results (`layout.method_cache(name)`).
     load_generator: builds or loads the generator under attribution (trained and cached on first use);
-        `load_generator(train_ids)` gives the same recipe trained on a subset of training tracks (embedded
-        default only; a pretrained checkpoint raises ParameterError).
+        `load_generator(train_ids)` gives the same recipe trained on a subset of training tracks (retrainable
+        recipes only; a pretrained checkpoint raises ParameterError).
     """
 
     manifest: Manifest
-    options: dict[str, Any]
+    options: MethodOptions
+    layout: Layout
     cache_dir: Path
-    load_generator: Callable[..., Any]
+    load_generator: GeneratorLoader
     seed: int = 0
     threads: int = 2
+    progress: bool = True
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
-    def generator(self) -> Any:
-        """The generator under attribution (`lumina.generator.Generator`), loaded once."""
+    def generator(self) -> Generator:
+        """The generator under attribution, loaded once."""
         return self.load_generator()

@@ -1,5 +1,5 @@
-"""Embedding-retrieval baselines (SPEC §3): cosine between time-averaged embeddings of each training track and
-each query, track-level, z-scored per query by Aria (SPEC §4).
+"""Embedding-retrieval baselines (docs/embeddings.md): cosine between time-averaged embeddings of each training
+track and each query, track-level, z-scored per query by Aria.
 
     python -m experiments.run +method=embedding                        # madmom deep chroma, offline
     python -m experiments.run +method=embedding method.encoder=madmom-chordfeat
@@ -9,9 +9,9 @@ each query, track-level, z-scored per query by Aria (SPEC §4).
 
 from __future__ import annotations
 
-from lumina.embeddings import CHECKPOINT_ENCODERS, cosine_matrix, embed_files, load_encoder
 from lumina.methods.base import NotConfigured, RunContext
-from lumina.scores import ScoreMatrix
+from lumina.retrieval import CHECKPOINT_ENCODERS, cosine_matrix, embed_files, load_encoder
+from lumina.score_matrix import ScoreMatrix
 
 DEFAULT_ENCODER = "madmom-deepchroma"
 
@@ -28,7 +28,7 @@ def run_mert(ctx: RunContext) -> list[ScoreMatrix | NotConfigured]:
 
 def run_embedding(ctx: RunContext) -> list[ScoreMatrix | NotConfigured]:
     """`+method=embedding`: any registered encoder, `method.encoder` (default: madmom deep chroma)."""
-    return run_encoder(ctx, "embedding", str(ctx.options.get("encoder") or DEFAULT_ENCODER))
+    return run_encoder(ctx, "embedding", ctx.options.encoder or DEFAULT_ENCODER)  # type: ignore[attr-defined]
 
 
 def run_encoder(ctx: RunContext, method: str, kind: str) -> list[ScoreMatrix | NotConfigured]:
@@ -37,15 +37,15 @@ def run_encoder(ctx: RunContext, method: str, kind: str) -> list[ScoreMatrix | N
     Returns one track-level ScoreMatrix (N_train, Q) named for the encoder really used, or NotConfigured
     when the encoder needs a checkpoint and none is set.
     """
-    options = {k: v for k, v in ctx.options.items() if k not in ("name", "encoder") and v is not None}
+    options = {k: v for k, v in ctx.options.as_dict().items()
+               if k not in ("name", "encoder", "progress") and v is not None}
     if kind in CHECKPOINT_ENCODERS and not options.get("checkpoint"):
         return [NotConfigured(method, kind, f"no {kind} checkpoint configured: set method.checkpoint to a local "
                                             "directory in transformers layout (docs/embeddings.md)")]
     encoder = load_encoder(kind, options)
     train, queries = ctx.manifest.train_ids, ctx.manifest.query_ids
     paths = {track: ctx.manifest.path_of(track) for track in [*train, *queries]}
-    vectors = embed_files(encoder, paths, ctx.cache_dir, workers=ctx.threads,
-                          progress=bool(ctx.options.get("progress", True)))
+    vectors = embed_files(encoder, paths, ctx.cache_dir, workers=ctx.threads, progress=ctx.progress)
     scores = cosine_matrix(vectors[: len(train)], vectors[len(train):])
     return [ScoreMatrix(
         scores=scores, segment_track=train, query_ids=queries, method=method, setting=encoder.name,

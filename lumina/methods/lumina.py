@@ -8,7 +8,6 @@ Non-default signature options add a tag to the names (`lumina-P-jl`, `lumina-M-h
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import numpy as np
 
 from lumina.database import SignatureDatabase, build_database, manifest_tracks
 from lumina.methods.base import RunContext
-from lumina.scores import ScoreMatrix
-from lumina.scoring import ScoringConfig, combined, cosine_scores, kernel_scores
+from lumina.methods.options import LuminaOptions
+from lumina.score_matrix import ScoreMatrix
+from lumina.signature_scoring import ScoringConfig, combined, cosine_scores, kernel_scores
 from lumina.signatures import CHANNELS, STATISTICS, SignatureConfig, statistic_report
 
 SCORING_SUFFIX = {"cosine": "", "kernel": "-kr"}
@@ -34,10 +34,10 @@ def signature_tag(config: SignatureConfig) -> str:
     return "".join(f"-{t}" for t in tags)
 
 
-def database_path(options: Mapping, cache_dir: str | Path, config: SignatureConfig) -> Path:
+def database_path(options: LuminaOptions, cache_dir: str | Path) -> Path:
     """`method.database`, or `<cache_dir>/signatures<tag>.h5`."""
-    chosen = options.get("database")
-    return Path(chosen) if chosen else Path(cache_dir) / f"signatures{signature_tag(config)}.h5"
+    config = SignatureConfig.from_options(options.as_dict())
+    return Path(options.database) if options.database else Path(cache_dir) / f"signatures{signature_tag(config)}.h5"
 
 
 def channel_matrix(db: SignatureDatabase, channel: str, ids: list[str]) -> np.ndarray:
@@ -69,13 +69,13 @@ def format_diagnostics(report: dict) -> str:
 
 def run(ctx: RunContext) -> list[ScoreMatrix]:
     """Sign every track of the corpus (resumable) and return the six score matrices."""
-    config = SignatureConfig.from_options(ctx.options)
-    scoring = ScoringConfig.from_options(ctx.options)
+    options: LuminaOptions = ctx.options  # type: ignore[assignment]
+    config = SignatureConfig.from_options(options.as_dict())
+    scoring = ScoringConfig.from_options(options.as_dict())
     generator = ctx.generator
-    path = database_path(ctx.options, ctx.cache_dir, config)
+    path = database_path(options, ctx.cache_dir)
     started = time.perf_counter()
-    db = build_database(path, generator, manifest_tracks(ctx.manifest), config,
-                        batch_size=int(ctx.options.get("batch_size", 8)))
+    db = build_database(path, generator, manifest_tracks(ctx.manifest), config, batch_size=options.batch_size)
     extraction_s = round(time.perf_counter() - started, 2)
     signed = set(db.song_ids)
     train_ids = [t for t in ctx.manifest.train_ids if t in signed]
@@ -87,7 +87,7 @@ def run(ctx: RunContext) -> list[ScoreMatrix]:
         print("\nLUMINA signature statistics (training tracks)\n" + format_diagnostics(report))
     for item in skipped:
         print(f"skipped {item['track_id']} ({item['split']}): {item['reason']}")
-    settings = {**ctx.options, **asdict(config), **asdict(scoring),
+    settings = {**options.as_dict(), **asdict(config), **asdict(scoring),
                 "p_layers_resolved": db.provenance["p_layers_resolved"],
                 "m_layers_resolved": db.provenance["m_layers_resolved"]}
     provenance = {

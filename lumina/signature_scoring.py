@@ -1,4 +1,4 @@
-"""LUMINA scoring (SPEC §2): cosine signature matching and kernel regression ("shared credit").
+"""LUMINA scoring (docs/lumina.md#signatures): cosine signature matching and kernel regression ("shared credit").
 
 Training signatures K are (N, D), queries G are (Q, D); scores are (N, Q), rows training songs, columns
 queries, never clipped (the positive-only policy belongs to reports and shares, `lumina.report`).
@@ -21,7 +21,7 @@ SCORINGS = ("cosine", "kernel")
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Scoring, statistics and share options (conf/method/lumina.yaml; SPEC §2 defaults)."""
+    """Scoring, statistics and share options (conf/method/lumina.yaml; docs/lumina.md#signatures defaults)."""
 
     kernel_lambda: float = 0.01
     calibration: str = "empirical"

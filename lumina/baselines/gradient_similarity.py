@@ -1,4 +1,4 @@
-"""GradDot, Grad-Cos and TracIn (SPEC §3): inner products of per-example gradients, summed over checkpoints.
+"""GradDot, Grad-Cos and TracIn (docs/baselines.md): inner products of per-example gradients, summed over checkpoints.
 
     score(i, q) = Σ_c w_c · ⟨P g_i^c, P g_q^c⟩            (GradDot: one checkpoint, w = 1; TracIn: w_c = η_c)
     score(i, q) = Σ_c w_c · cos(P g_i^c, P g_q^c)         (Grad-Cos)
@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lumina.baselines.data import Item
 from lumina.baselines.gradients import example_rows, item_key, project
-from lumina.baselines.task import TeacherForcing, load_weights
+from lumina.baselines.weights import load_weights
+from lumina.generator.protocol import Generator, Item
 
 
 def inner_product_scores(
-    generator,
+    generator: Generator,
     names: Sequence[str],
     checkpoints: Sequence[dict | str | Path],
     weights: Sequence[float],
@@ -46,7 +46,7 @@ def inner_product_scores(
     ensemble id c, as dattri's TracIn does. `cache` must key the generator, parameters and checkpoints;
     below it, results are keyed by the items. The LM is left at the last checkpoint.
     """
-    module = TeacherForcing(generator)
+    module = generator.loss_module()
     total = np.zeros((len(train), len(queries)), dtype=np.float64)
     train_key, query_key = item_key(train), item_key(queries)
     for c, weight in enumerate(weights):

@@ -15,6 +15,8 @@ from lumina import __version__
 from lumina.errors import ParameterError
 
 NORMALIZATIONS = ("zscore", "rank")
+STALE_WITH_NEW_SCORES = ("aria.json", "aria_queries.csv")
+"""Files beside a `scores.h5` that describe it (Aria's diagnoses): removed when the matrix is rewritten."""
 
 
 @dataclass
@@ -122,6 +124,8 @@ def write_run(run_dir: str | Path, record: dict, matrix: ScoreMatrix | None = No
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if matrix is not None:
+        for stale in STALE_WITH_NEW_SCORES:  # diagnoses of the matrix being replaced (docs/formats.md)
+            (run_dir / stale).unlink(missing_ok=True)
         matrix.save(run_dir / "scores.h5")
         record = {"scores": "scores.h5", "status": "ok", **record}
     (run_dir / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str))

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lumina.embeddings.checkpoint import (
+from lumina.errors import CheckpointError, ParameterError
+from lumina.retrieval.checkpoint import (
     checkpoint_dir,
     checkpoint_sha256,
     model_card_licence,
@@ -20,8 +21,7 @@ from lumina.embeddings.checkpoint import (
     remote_code,
     weights_file,
 )
-from lumina.embeddings.encoder import Encoder
-from lumina.errors import CheckpointError, ParameterError
+from lumina.retrieval.encoder import Encoder
 
 
 def load_mert(

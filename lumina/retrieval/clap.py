@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lumina.embeddings.checkpoint import (
+from lumina.errors import CheckpointError, ParameterError
+from lumina.retrieval.checkpoint import (
     checkpoint_dir,
     checkpoint_sha256,
     model_card_licence,
     read_config,
     weights_file,
 )
-from lumina.embeddings.encoder import Encoder
-from lumina.errors import CheckpointError, ParameterError
+from lumina.retrieval.encoder import Encoder
 
 
 def load_clap(checkpoint: str | Path, *, chunk_s: float = 10.0, min_chunk_s: float = 1.0) -> Encoder:

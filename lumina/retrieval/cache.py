@@ -8,31 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from lumina.audio import load_audio
-from lumina.embeddings.encoder import Encoder, embed_waveform, load_encoder
+from execution import parallel_map
+from lumina.audio import file_sha256, load_audio
+from lumina.retrieval.encoder import Encoder, embed_waveform, load_encoder
 
 MIN_FILES_PER_WORKER = 8
 """Worker processes start only when each gets at least this many files (starting one costs seconds)."""
 
 _WORKER_ENCODER: Encoder | None = None
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_folder(encoder: Encoder, cache_dir: str | Path) -> Path:
@@ -85,13 +75,11 @@ def embed_files(
     todo = {target: key for key, target in targets.items() if not target.exists()}  # one per distinct file
     bar = tqdm(total=len(todo), desc=f"{encoder.name} embeddings", unit="track", disable=not progress or not todo)
     if encoder.processes and workers > 1 and len(todo) >= MIN_FILES_PER_WORKER * workers:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(encoder.kind, encoder.options)) as pool:
-            results = pool.map(_embed_in_worker, [str(paths[key]) for key in todo.values()])
-            for target, vector in zip(todo, results, strict=True):
-                _save(vector, target)
-                bar.update()
+        results = parallel_map(_embed_in_worker, [str(paths[key]) for key in todo.values()], workers=workers,
+                               initializer=_init_worker, initargs=(encoder.kind, encoder.options))
+        for target, vector in zip(todo, results, strict=True):
+            _save(vector, target)
+            bar.update()
     else:
         for target, key in todo.items():
             _save(embed_file(encoder, paths[key]), target)

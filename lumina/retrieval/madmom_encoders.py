@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lumina.embeddings.encoder import Encoder
+from lumina.retrieval.encoder import Encoder
 
 SAMPLE_RATE = 44100
 MODEL_LICENCE = "CC BY-NC-SA 4.0 (madmom/models/LICENSE)"

@@ -1,4 +1,4 @@
-"""LoGra and FactGraSS (SPEC §3): influence with per-layer Kronecker-factored gradient compression and a
+"""LoGra and FactGraSS (docs/baselines.md): influence with per-layer Kronecker-factored gradient compression and a
 per-layer damped empirical-Fisher preconditioner,
 
     score(i, q) = Σ_l (P_l g_q,l)ᵀ (H_l + δ_l I)⁻¹ (P_l g_i,l),   H_l = mean_i (P_l g_i,l)(P_l g_i,l)ᵀ,
@@ -27,32 +27,32 @@ from dattri.algorithm.block_projected_if.core.utils import stable_inverse
 from torch import nn
 from tqdm.auto import tqdm
 
-from lumina.baselines.data import FIELDS, Item, batches, collate
 from lumina.baselines.gradients import cached, item_key
-from lumina.baselines.task import MeanTeacherForcing
+from lumina.baselines.items import batches
 from lumina.errors import ParameterError
 from lumina.generator.capture import only_requiring_grad
+from lumina.generator.protocol import Generator, Item
 
 METHODS = ("logra", "factgrass")
 
 
-def compression_kwargs(method: str, proj_dim: int, blowup: int = 4) -> tuple[dict, dict]:
-    """dattri's sparsifier and projector settings for LoGra and FactGraSS at `proj_dim` per layer (CPU)."""
+def compression_kwargs(method: str, proj_dim: int, blowup: int = 4, device: str = "cpu") -> tuple[dict, dict]:
+    """dattri's sparsifier and projector settings for LoGra and FactGraSS at `proj_dim` per layer on `device`."""
     if method == "logra":
         side = math.isqrt(proj_dim)
         if side * side != proj_dim:
             raise ParameterError(f"LoGra's proj_dim must be a perfect square, got {proj_dim}")
         return (
-            {"device": "cpu", "proj_dim": side, "proj_max_batch_size": 64, "proj_type": "normal"},
-            {"device": "cpu", "proj_dim": -1, "proj_max_batch_size": 64, "proj_type": "identity"},
+            {"device": device, "proj_dim": side, "proj_max_batch_size": 64, "proj_type": "normal"},
+            {"device": device, "proj_dim": -1, "proj_max_batch_size": 64, "proj_type": "identity"},
         )
     if method == "factgrass":
         side = math.isqrt(proj_dim * blowup)
         if side * side != proj_dim * blowup:
             raise ParameterError(f"FactGraSS's proj_dim × blowup must be a perfect square, got {proj_dim} × {blowup}")
         return (
-            {"device": "cpu", "proj_dim": side, "proj_max_batch_size": 64, "proj_type": "random_mask"},
-            {"device": "cpu", "proj_dim": proj_dim, "proj_max_batch_size": 64, "proj_type": "normal"},
+            {"device": device, "proj_dim": side, "proj_max_batch_size": 64, "proj_type": "random_mask"},
+            {"device": device, "proj_dim": proj_dim, "proj_max_batch_size": 64, "proj_type": "normal"},
         )
     raise ParameterError(f"unknown block-projected method {method!r}; use one of {METHODS}")
 
@@ -68,8 +68,8 @@ def linear_layers(module: nn.Module, layers: str | Sequence[int], num_layers: in
 
 
 def compressed_gradients(
-    generator,
-    module: MeanTeacherForcing,
+    generator: Generator,
+    module: nn.Module,
     layer_names: Sequence[str],
     compressors: list,
     items: Sequence[Item],
@@ -86,9 +86,8 @@ def compressed_gradients(
 
     def compute(index: np.ndarray) -> np.ndarray:
         with only_requiring_grad(module, weights), torch.enable_grad():
-            batch = dict(zip(FIELDS, collate(generator, [items[i] for i in index]), strict=True))
-            module(**batch).loss.backward()
-        return torch.cat([g.detach() for g in hooks.get_compressed_grads()], dim=1).numpy()
+            module(**generator.collate([items[i] for i in index])).loss.backward()
+        return torch.cat([g.detach() for g in hooks.get_compressed_grads()], dim=1).cpu().numpy()
 
     out: np.ndarray | None = None
     try:
@@ -115,7 +114,7 @@ def block_influence(
     (`eFIM`) or not (`Identity`), summed over layers."""
     if hessian not in ("eFIM", "Identity"):
         raise ParameterError(f"hessian must be 'eFIM' or 'Identity', got {hessian!r}")
-    scores = torch.zeros(train.shape[0], queries.shape[0])
+    scores = torch.zeros(train.shape[0], queries.shape[0], dtype=train.dtype, device=train.device)
     start = 0
     for dim in layer_dims:
         g, q = train[:, start : start + dim], queries[:, start : start + dim]
@@ -127,7 +126,7 @@ def block_influence(
 
 
 def block_projected(
-    generator,
+    generator: Generator,
     method: str,
     train: Sequence[Item],
     queries: Sequence[Item],
@@ -146,13 +145,14 @@ def block_projected(
 
     `cache` must key the generator and the method's settings; below it, results are keyed by the items.
     """
-    module = MeanTeacherForcing(generator)
+    module = generator.loss_module(mean=True)
     layer_names = linear_layers(module, layers, generator.num_layers)
-    sparsifier, projector = compression_kwargs(method, proj_dim, blowup)
-    sample = dict(zip(FIELDS, collate(generator, list(train[:1])), strict=True))
+    device = str(generator.device)
+    sparsifier, projector = compression_kwargs(method, proj_dim, blowup, device)
     compressors = setup_model_compressors(
         module, layer_names, sparsifier_kwargs={**sparsifier, "proj_seed": proj_seed},
-        projector_kwargs={**projector, "proj_seed": proj_seed}, sample_inputs=sample, device="cpu",
+        projector_kwargs={**projector, "proj_seed": proj_seed}, sample_inputs=generator.collate(list(train[:1])),
+        device=device,
     )
     with torch.compiler.set_stance("force_eager"):  # dattri compiles its compressor; on CPU that costs minutes
         feats = [

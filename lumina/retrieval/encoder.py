@@ -1,7 +1,7 @@
 """The encoder interface: a loaded audio encoder, the registry of encoders, and time-averaged embeddings.
 
 Every encoder, whatever its model, is used the same way: resample the waveform to the encoder's own rate,
-cut it into chunks, run the model on each chunk, average over time (SPEC §3).
+cut it into chunks, run the model on each chunk, average over time (docs/baselines.md#method-definitions).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from lumina.audio import chunk_bounds, resample
 from lumina.errors import ParameterError
 
 ENCODERS: dict[str, str] = {
-    "clap": "lumina.embeddings.clap:load_clap",
-    "mert": "lumina.embeddings.mert:load_mert",
-    "madmom-deepchroma": "lumina.embeddings.madmom_encoders:load_deepchroma",
-    "madmom-chordfeat": "lumina.embeddings.madmom_encoders:load_chordfeat",
-    "madmom-notes": "lumina.embeddings.madmom_encoders:load_notes",
+    "clap": "lumina.retrieval.clap:load_clap",
+    "mert": "lumina.retrieval.mert:load_mert",
+    "madmom-deepchroma": "lumina.retrieval.madmom_encoders:load_deepchroma",
+    "madmom-chordfeat": "lumina.retrieval.madmom_encoders:load_chordfeat",
+    "madmom-notes": "lumina.retrieval.madmom_encoders:load_notes",
 }
 """Encoder name → `module:function` of its loader. Loaders import their heavy dependencies themselves."""
 

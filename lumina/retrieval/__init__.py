@@ -1,12 +1,13 @@
-"""Audio embeddings for the embedding-retrieval baselines (SPEC §3): one encoder interface, several encoders.
+"""Audio embeddings for the embedding-retrieval baselines (docs/baselines.md#method-definitions): one encoder
+interface, several encoders.
 
     encoder = load_encoder("madmom-deepchroma")                # or "clap" / "mert" with checkpoint=DIR
     vector = embed_waveform(encoder, audio, sample_rate)       # (dim,), time-averaged
     vectors = embed_files(encoder, {"t1": path}, cache_dir)    # (n, dim), cached per file
 """
 
-from lumina.embeddings.cache import embed_files
-from lumina.embeddings.encoder import (
+from lumina.retrieval.cache import embed_files
+from lumina.retrieval.encoder import (
     CHECKPOINT_ENCODERS,
     ENCODERS,
     Encoder,

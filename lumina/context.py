@@ -1,0 +1,156 @@
+"""What every application does first, in one place: runtime settings, the corpus, the generator, the output
+layout, and the `RunContext` a method receives.
+
+The layout of `outputs/` is owned here and nowhere else (docs/formats.md#output-layout):
+
+    <cache>/corpus/…                                  corpora (keyed by their builders)
+    <cache>/codes/…, <cache>/codecs/…, <cache>/models/…  the generator's caches (keyed by what they are fitted on)
+    <cache>/methods/<experiment>/<method>/             a method's resumable intermediate results
+    <runs>/<experiment>/<method>/<setting>/           score matrices and run records
+
+`<experiment>` is `<data.name>-<catalogue key>-<model.name>`: two catalogues with different content never
+share a folder, whatever their names.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lumina.errors import ParameterError
+from lumina.generator.embedded import EmbeddedModelConfig, train_embedded
+from lumina.generator.musicgen import MusicgenGenerator
+from lumina.generator.protocol import Generator, GeneratorLoader
+from lumina.manifest import Manifest
+from lumina.methods.base import RunContext
+from lumina.methods.options import MethodOptions, options_for
+from lumina.score_matrix import provenance
+
+
+def configure_runtime(cfg: DictConfig) -> None:
+    """Fixed thread count and seeds, deterministic kernels: same input and seed → same bits on CPU."""
+    torch.set_num_threads(int(cfg.threads))
+    torch.use_deterministic_algorithms(True)
+    random.seed(int(cfg.seed))
+    torch.manual_seed(int(cfg.seed))
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(cfg.paths.cache) / "numba"))
+
+
+def load_corpus(cfg: DictConfig) -> Manifest:
+    """Build or reuse the corpus named by the `data` group."""
+    from lumina.corpus import build_corpus
+
+    return build_corpus(
+        OmegaConf.to_container(cfg.data, resolve=True), Path(cfg.paths.cache),
+        threads=int(cfg.threads), progress=bool(cfg.progress),
+    )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one experiment (a corpus and a generator recipe) keeps its caches and runs."""
+
+    cache: Path
+    runs_root: Path
+    experiment: str
+
+    @property
+    def runs(self) -> Path:
+        """`<runs>/<experiment>`: one folder per method and setting below it."""
+        return self.runs_root / self.experiment
+
+    def method_cache(self, method: str) -> Path:
+        return self.cache / "methods" / self.experiment / method
+
+    def run_folder(self, method: str, setting: str) -> Path:
+        return self.runs / method / setting
+
+
+def layout(cfg: DictConfig, manifest: Manifest) -> Layout:
+    """The experiment's layout under `paths.cache` and `paths.runs`."""
+    experiment = f"{cfg.data.name}-{manifest.catalogue_key[:8]}-{cfg.model.name}"
+    return Layout(Path(cfg.paths.cache), Path(cfg.paths.runs), experiment)
+
+
+def experiment_runs(cfg: DictConfig) -> Path:
+    """`<runs>/<experiment>` of the configured corpus and model (the corpus is built or reused to key it)."""
+    return layout(cfg, load_corpus(cfg)).runs
+
+
+def generator_loader(cfg: DictConfig, manifest: Manifest) -> GeneratorLoader:
+    """`load(train_ids=None)`: the generator of the `model` group, built or loaded from the cache; for the
+    embedded recipe, the same recipe trained on `train_ids` (default: every training track)."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return model_loader(model, manifest, Path(cfg.paths.cache), progress=bool(cfg.progress))
+
+
+def model_loader(model: Mapping[str, Any], manifest: Manifest, cache: Path, *, progress: bool = True
+                 ) -> GeneratorLoader:
+    """`generator_loader` from a plain `model` config (what worker processes receive)."""
+    kind = model.get("kind")
+    if kind not in ("embedded", "pretrained"):
+        raise ParameterError(f"model.kind must be 'embedded' or 'pretrained', got {kind!r}")
+
+    def load(train_ids: Sequence[str] | None = None) -> Generator:
+        if kind == "embedded":
+            return train_embedded(manifest, EmbeddedModelConfig.from_dict(model), cache, train_ids=train_ids,
+                                  name=str(model["name"]), progress=progress)
+        if train_ids is not None:
+            raise ParameterError(
+                f"{model['path']}: a pretrained checkpoint cannot be retrained on a subset here; "
+                "retraining experiments need the embedded default (model=embedded)"
+            )
+        return MusicgenGenerator.load(model["path"])
+
+    return load
+
+
+def build_context(cfg: DictConfig, manifest: Manifest | None = None) -> RunContext:
+    """The RunContext of `cfg.method` on the configured corpus and generator (the corpus is built when not
+    given)."""
+    if "method" not in cfg:
+        from lumina.methods import METHODS
+
+        raise ParameterError(f"choose a method with +method=NAME (registered: {', '.join(sorted(METHODS))})")
+    manifest = load_corpus(cfg) if manifest is None else manifest
+    options = options_for(str(cfg.method.name), OmegaConf.to_container(cfg.method, resolve=True))
+    return method_context(
+        manifest, options, layout(cfg, manifest), generator_loader(cfg, manifest), seed=int(cfg.seed),
+        threads=int(cfg.threads), progress=bool(cfg.progress),
+        data=OmegaConf.to_container(cfg.data, resolve=True), model=OmegaConf.to_container(cfg.model, resolve=True),
+    )
+
+
+def method_context(manifest: Manifest, options: MethodOptions | Mapping[str, Any], where: Layout,
+                   load_generator: GeneratorLoader, *, seed: int = 0, threads: int = 2, progress: bool = True,
+                   **recorded: Any) -> RunContext:
+    """A RunContext from its parts (what `build_context` does after reading the config; tests and benchmarks
+    call it directly). `options` may be a plain mapping of the method's options; `recorded` goes into the
+    provenance."""
+    if not isinstance(options, MethodOptions):
+        options = options_for(str(options["name"]), options)
+    return RunContext(
+        manifest=manifest,
+        options=options,
+        layout=where,
+        cache_dir=where.method_cache(options.name),
+        load_generator=load_generator,
+        seed=seed,
+        threads=threads,
+        progress=progress,
+        provenance=provenance(
+            manifest=str((manifest.root / "manifest.csv").resolve()),
+            manifest_sha256=manifest.sha256(),
+            catalogue_key=manifest.catalogue_key,
+            seed=seed,
+            threads=threads,
+            **recorded,
+        ),
+    )

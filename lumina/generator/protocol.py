@@ -1,0 +1,141 @@
+"""The generator seam: what an attribution method may ask of the generator under attribution.
+
+Every method (LUMINA, the gradient baselines, the ground truth's retraining) talks to a generator only through
+`Generator` below, never through a model's internals, so a second kind of generator (the symbolic
+MusicTransformer, a real MusicGen checkpoint) plugs in by implementing it. `MusicgenGenerator`
+(`lumina.generator.musicgen`) is the audio implementation. The definitions the protocol relies on (teacher
+forcing, the per-example loss, parameter groups, LUMINA's tensors) are written in docs/generator.md.
+
+Shapes: a clip's tokens are (K, T) — K parallel token streams (codebooks; 1 for a single stream) over T
+steps; a batch is a dict of tensors whose first axis is the example (what `collate` returns and
+`loss_module()` reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+Batch = dict[str, torch.Tensor]
+"""Collated examples: tensors with the example on the first axis, keyed as the generator's loss module reads."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One scored unit (a training segment or a query): tokens (K, T), its text condition and, optionally,
+    which of its T steps (bool (T,)) count in its loss."""
+
+    tokens: np.ndarray
+    text: str
+    keep: np.ndarray | None = None
+
+    @property
+    def frames(self) -> int:
+        return int(self.tokens.shape[1])
+
+
+@runtime_checkable
+class ClipTokenizer(Protocol):
+    """Turns a clip into tokens: `encode(clip)` → (K, T) at `frame_rate` token steps per second, from input at
+    `sample_rate`; `identity()` hashes everything that determines the tokens (cache keys)."""
+
+    sample_rate: int
+    frame_rate: float
+    num_codebooks: int
+
+    def encode(self, clip: np.ndarray) -> np.ndarray: ...
+
+    def identity(self) -> str: ...
+
+
+@runtime_checkable
+class LayerSplit(Protocol):
+    """A generator's forward pass cut below one layer, for methods that change only the layers above it and
+    re-evaluate many losses (unlearning): `lower(batch)` runs once, `losses(lower(batch), batch)` per change."""
+
+    def lower(self, batch: Batch) -> Any:
+        """What the layers from the cut upward receive for `batch` (the layers above are not run)."""
+
+    def losses(self, lower: Any, batch: Batch) -> torch.Tensor:
+        """Per-example loss (B,) from `lower` upward; equal to `loss_module()(**batch)`."""
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """What a method may ask of a generator.
+
+    Identity and storage: `source` (the folder it was loaded from, '' when built in memory), `record` (its
+    training record), `identity()` (a hash of everything that determines its outputs), `save(path)`.
+    Placement: `device`, `dtype`. Tokens: `codec` (a `ClipTokenizer`).
+    Parameters: `trainable_parameters()`, `num_layers`, `parameter_depth(name)`, `parameter_group(choice)`,
+    `lumina_tensors(layer)`, `checkpoints()`. Loss: `collate(items)`, `loss_module()`, `clip_losses(...)`,
+    `layer_split(layer)`.
+    """
+
+    source: str
+    record: dict
+
+    @property
+    def num_layers(self) -> int:
+        """Depth of the transformer (the unit of every layer-indexed option)."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def codec(self) -> ClipTokenizer:
+        """What turns a clip into tokens (the audio codec; the event encoder of a symbolic generator)."""
+
+    def identity(self) -> str:
+        """A short hash of the weights and the tokenizer (cache keys, provenance)."""
+
+    def save(self, path: str | Path) -> Path: ...
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """The parameters attribution differentiates, by the names `loss_module()` gives them."""
+
+    def parameter_depth(self, name: str) -> int:
+        """Layer of a trainable parameter: 0 … L-1 inside transformer layer l, -1 below the layers
+        (embeddings, condition projections), L above them (final norm, output heads)."""
+
+    def parameter_group(self, choice: str | Sequence[int]) -> list[str]:
+        """Trainable parameter names of a named group (`all`, `layers`, `self_attn`, and any the generator
+        adds, e.g. `cross_attn`) or of a list of layer indices (negative ones count from the top)."""
+
+    def lumina_tensors(self, layer: int) -> dict[str, list[str]]:
+        """LUMINA's named tensors of one layer (docs/lumina.md#signatures), each as the parameter names
+        whose gradients are stacked along rows; a generator gives the tensors it has."""
+
+    def output_heads(self) -> list[str]:
+        """Parameter names of the per-stream output projections, in stream order."""
+
+    def checkpoints(self) -> list[tuple[Path, float]]:
+        """Saved intermediate training checkpoints (folder, learning rate), in training order (TracIn)."""
+
+    def collate(self, items: Sequence[Item]) -> Batch:
+        """Items → one right-padded batch; padded steps and steps with `keep` False are not loss targets."""
+
+    def loss_module(self, *, mean: bool = False, codebook_weights: Sequence[float] | None = None) -> nn.Module:
+        """The one teacher-forcing loss: a module whose `forward(**batch)` gives the loss per example (B,)
+        (with `mean`, an object whose `.loss` is the batch mean, as dattri's hooks read), holding exactly
+        `trainable_parameters()` under the same names (for `torch.func.functional_call`)."""
+
+    def clip_losses(self, tokens: torch.Tensor, texts: Sequence[str], *, lengths: torch.Tensor | None = None,
+                    codebook_weights: Sequence[float] | None = None, by_stream: bool = False) -> torch.Tensor:
+        """Loss of each clip of `tokens` (B, K, T) under `texts`: (B,), or (B, K) per stream with `by_stream`."""
+
+    def layer_split(self, layer: int) -> LayerSplit: ...
+
+
+GeneratorLoader = Callable[..., Generator]
+"""`load(train_ids=None)`: the generator under attribution, or, for a retrainable recipe, the same recipe
+trained on the training tracks `train_ids`; a loaded checkpoint raises ParameterError for a subset."""
