@@ -3,10 +3,11 @@ full model's recipe on a random fraction of the training tracks, and every track
 each of them.
 
 Subset m is drawn from its own generator seeded with (subset_seed, m), so growing M keeps the models already
-trained. Each model is cached by `train_embedded` (shared with every other experiment that trains on the same
-subset); each finished model writes `models/mNNN.json` (subset, seeds, losses, seconds) into the study folder.
-An interrupted study picks up where it stopped: finished models are read back, a model cut off mid-training
-resumes from its last resume point. Worker processes run with one torch thread each by default.
+trained. Each model is trained by the generator loader (`lumina.context.model_loader`) and cached (shared with
+every other experiment that trains on the same subset); each finished model writes `models/mNNN.json` (subset,
+seeds, losses, seconds) into the study folder. An interrupted study picks up where it stopped: finished models
+are read back, a model cut off mid-training resumes from its last resume point. Worker processes run with one
+torch thread each by default.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import torch
 from tqdm.auto import tqdm
 
 from execution import parallel_map
+from lumina.context import model_loader
 from lumina.errors import ParameterError
 from lumina.generator.codes import encode_tracks
-from lumina.generator.embedded import EmbeddedModelConfig, fit_codec, train_embedded
 from lumina.generator.protocol import Generator
 from lumina.generator.teacher_forcing import pad_clips
 from lumina.manifest import Manifest
@@ -122,10 +123,8 @@ def train_subset_model(job: dict) -> dict:
     torch.set_num_threads(int(job["threads"]))
     torch.use_deterministic_algorithms(True)
     manifest: Manifest = job["manifest"]
-    config = EmbeddedModelConfig.from_dict(job["model"])
     started = time.perf_counter()
-    generator = train_embedded(manifest, config, job["cache_root"], train_ids=job["subset"], name=job["name"],
-                               progress=False)
+    generator = model_loader(job["model"], manifest, Path(job["cache_root"]), progress=False)(job["subset"])
     ids = manifest.table["track_id"].tolist()
     codes = encode_tracks(generator.codec, manifest, ids, Path(job["cache_root"]), progress=False)
     descriptions = dict(zip(ids, manifest.table["description"], strict=True))
@@ -134,8 +133,8 @@ def train_subset_model(job: dict) -> dict:
         "index": job["index"],
         "subset": job["subset"],
         "subset_seed": [job["subset_seed"], job["index"]],
-        "model_seed": config.seed,
-        "train_seed": config.train.seed,
+        "model_seed": generator.record.get("seed"),
+        "train_seed": generator.record.get("train_seed"),
         "model_path": generator.source,
         "model_identity": generator.identity(),
         "train_seconds": generator.record.get("train_seconds"),
@@ -168,8 +167,6 @@ def run_subsets(
     threads; `workers` = 1 trains in this process (with `threads` threads, restored afterwards). A model whose
     `models/mNNN.json` exists is read back, not trained again.
     """
-    if model_options.get("kind") != "embedded":
-        raise ParameterError("subset retraining needs the embedded generator (model=embedded)")
     folder = Path(folder)
     (folder / MODELS_DIR).mkdir(parents=True, exist_ok=True)
     train_ids = manifest.train_ids
@@ -178,9 +175,8 @@ def run_subsets(
     plan = {"manifest_sha256": manifest.sha256(), "model": dict(model_options), "fraction": fraction,
             "subset_seed": seed, "train_ids": train_ids, "subsets": subsets}
     _write_json(folder / PLAN_FILE, plan)
-    config = EmbeddedModelConfig.from_dict(model_options)
-    codec = fit_codec(manifest, config.codec, Path(cache_root), progress=progress)
-    encode_tracks(codec, manifest, manifest.table["track_id"].tolist(), Path(cache_root), progress=progress)
+    load = model_loader(model_options, manifest, Path(cache_root), progress=progress)
+    load.prepare()  # what every subset model shares (the embedded recipe's codec and codes), made once here
     jobs = [
         {"index": m, "subset": subsets[m], "subset_seed": seed, "manifest": manifest, "model": dict(model_options),
          "cache_root": str(cache_root), "name": model_options.get("name", "embedded"), "threads": threads,

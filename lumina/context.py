@@ -25,7 +25,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lumina.errors import ParameterError
-from lumina.generator.embedded import EmbeddedModelConfig, train_embedded
+from lumina.generator.codes import encode_tracks
+from lumina.generator.embedded import EmbeddedModelConfig, fit_codec, train_embedded
 from lumina.generator.musicgen import MusicgenGenerator
 from lumina.generator.protocol import Generator, GeneratorLoader
 from lumina.manifest import Manifest
@@ -97,19 +98,35 @@ def model_loader(model: Mapping[str, Any], manifest: Manifest, cache: Path, *, p
     kind = model.get("kind")
     if kind not in ("embedded", "pretrained"):
         raise ParameterError(f"model.kind must be 'embedded' or 'pretrained', got {kind!r}")
+    return _MusicgenLoader(dict(model), manifest, Path(cache), progress)
 
-    def load(train_ids: Sequence[str] | None = None) -> Generator:
-        if kind == "embedded":
-            return train_embedded(manifest, EmbeddedModelConfig.from_dict(model), cache, train_ids=train_ids,
-                                  name=str(model["name"]), progress=progress)
+
+@dataclass
+class _MusicgenLoader:
+    """The `GeneratorLoader` of the audio generators: the embedded recipe (retrainable) or a checkpoint folder."""
+
+    model: dict[str, Any]
+    manifest: Manifest
+    cache: Path
+    progress: bool
+
+    def __call__(self, train_ids: Sequence[str] | None = None) -> Generator:
+        if self.model["kind"] == "embedded":
+            return train_embedded(self.manifest, EmbeddedModelConfig.from_dict(self.model), self.cache,
+                                  train_ids=train_ids, name=str(self.model["name"]), progress=self.progress)
         if train_ids is not None:
             raise ParameterError(
-                f"{model['path']}: a pretrained checkpoint cannot be retrained on a subset here; "
+                f"{self.model['path']}: a pretrained checkpoint cannot be retrained on a subset here; "
                 "retraining experiments need the embedded default (model=embedded)"
             )
-        return MusicgenGenerator.load(model["path"])
+        return MusicgenGenerator.load(self.model["path"])
 
-    return load
+    def prepare(self) -> None:
+        if self.model["kind"] == "embedded":
+            config = EmbeddedModelConfig.from_dict(self.model)
+            codec = fit_codec(self.manifest, config.codec, self.cache, progress=self.progress)
+            encode_tracks(codec, self.manifest, self.manifest.table["track_id"].tolist(), self.cache,
+                          progress=self.progress)
 
 
 def build_context(cfg: DictConfig, manifest: Manifest | None = None) -> RunContext:

@@ -13,7 +13,7 @@ steps; a batch is a dict of tensors whose first axis is the example (what `colla
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -136,6 +136,13 @@ class Generator(Protocol):
     def layer_split(self, layer: int) -> LayerSplit: ...
 
 
-GeneratorLoader = Callable[..., Generator]
-"""`load(train_ids=None)`: the generator under attribution, or, for a retrainable recipe, the same recipe
-trained on the training tracks `train_ids`; a loaded checkpoint raises ParameterError for a subset."""
+@runtime_checkable
+class GeneratorLoader(Protocol):
+    """How a run obtains its generator: `load()` is the generator under attribution; `load(train_ids)` the same
+    recipe trained on the training tracks `train_ids` (a retrainable recipe; a loaded checkpoint raises
+    ParameterError); `prepare()` makes once what every retraining shares (e.g. the codec), before parallel
+    workers start."""
+
+    def __call__(self, train_ids: Sequence[str] | None = None) -> Generator: ...
+
+    def prepare(self) -> None: ...
