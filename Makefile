@@ -27,8 +27,8 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) -m experiments.run +method=lumina
 	$(PY) -m experiments.leaderboard leaderboard.results=outputs/leaderboard
-	@echo "demo done: score matrices in outputs/runs/music21-<catalogue key>-embedded/lumina/, signature database in" \
-	  "outputs/cache/methods/music21-<catalogue key>-embedded/lumina/, leaderboard and figures in outputs/leaderboard/"
+	@echo "demo done: score matrices in outputs/runs/music21-<catalogue key>-embedded-seed<seed>/lumina/, signature database in" \
+	  "outputs/cache/methods/music21-<catalogue key>-embedded-seed<seed>/lumina/, leaderboard and figures in outputs/leaderboard/"
 
 test: install
 	$(PY) -m ruff check .

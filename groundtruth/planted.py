@@ -22,7 +22,7 @@ from scipy.special import comb
 from groundtruth.study import Study
 from lumina.manifest import Manifest
 
-PLANTED_KINDS = ("near_copy", "composition", "production")
+PLANTED_KINDS = ("near_copy", "composition", "production", "sample")
 
 
 def _ranked_sources(tau: np.ndarray, q: int, position: dict[str, int], planted: Sequence[str]) -> np.ndarray:

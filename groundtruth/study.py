@@ -79,8 +79,9 @@ def draw_subset(train_ids: Sequence[str], fraction: float, seed: int, index: int
 
 
 def study_folder(root: str | Path, manifest: Manifest, model_options: Mapping, fraction: float, seed: int) -> Path:
-    """`root/<hash>`: one folder per corpus, model recipe, subset fraction and subset seed."""
-    payload = [manifest.sha256(), dict(model_options), float(fraction), int(seed)]
+    """`root/<hash>`: one folder per training set (its content), model recipe, subset fraction and subset seed;
+    queries added to the corpus share the folder (their losses are measured on the models already trained)."""
+    payload = [manifest.content_key(manifest.train_ids), dict(model_options), float(fraction), int(seed)]
     key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return Path(root) / key
 

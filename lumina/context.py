@@ -76,7 +76,7 @@ class Layout:
 
 def layout(cfg: DictConfig, manifest: Manifest) -> Layout:
     """The experiment's layout under `paths.cache` and `paths.runs`."""
-    experiment = f"{cfg.data.name}-{manifest.catalogue_key[:8]}-{cfg.model.name}"
+    experiment = f"{cfg.data.name}-{manifest.catalogue_key[:8]}-{cfg.model.name}-seed{int(cfg.seed)}"
     return Layout(Path(cfg.paths.cache), Path(cfg.paths.runs), experiment)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,8 @@ AUDIO_SHA256 = "audio_sha256"
 """Optional column: the SHA-256 of each row's audio file (the folder builder writes it), which spares
 `Manifest.catalogue_key` reading the files."""
 SPLITS = ("train", "query", "control")
-QUERY_KINDS = ("near_copy", "composition", "production", "held_out")
+QUERY_KINDS = ("near_copy", "composition", "production", "sample", "held_out", "out_of_domain", "generated")
+"""Planted kinds (with sources), then the kinds without: held-out music, out-of-domain audio, generated clips."""
 
 
 @dataclass
@@ -111,14 +113,26 @@ class Manifest:
         (docs/corpus.md#the-catalogue-key). Computed once per table content."""
         table_sha = self.sha256()
         if self._catalogue_memo is None or self._catalogue_memo[0] != table_sha:
-            if AUDIO_SHA256 in self.table and self.table[AUDIO_SHA256].astype(str).ne("").all():
-                hashes = self.table[AUDIO_SHA256].astype(str).tolist()
-            else:
-                hashes = [file_sha256(p if Path(p).is_absolute() else self.root / p) for p in self.table["path"]]
-            content = self.table.drop(columns=["path", AUDIO_SHA256], errors="ignore").assign(**{AUDIO_SHA256: hashes})
-            key = hashlib.sha256(content.to_csv(index=False).encode()).hexdigest()[:12]
-            self._catalogue_memo = (table_sha, key)
+            self._catalogue_memo = (table_sha, self.content_key())
         return self._catalogue_memo[1]
+
+    def content_key(self, track_ids: Sequence[str] | None = None) -> str:
+        """The catalogue key of the rows `track_ids` only (default: all), in that order: what an artefact fitted on
+        those tracks (the codec, a model) is keyed by, so that adding queries or controls changes none of them."""
+        table = self.table if track_ids is None else self.subset(list(track_ids)).table
+        if AUDIO_SHA256 in table and table[AUDIO_SHA256].astype(str).ne("").all():
+            hashes = table[AUDIO_SHA256].astype(str).tolist()
+        else:
+            hashes = [file_sha256(p if Path(p).is_absolute() else self.root / p) for p in table["path"]]
+        content = table.drop(columns=["path", AUDIO_SHA256], errors="ignore").assign(**{AUDIO_SHA256: hashes})
+        return hashlib.sha256(content.to_csv(index=False).encode()).hexdigest()[:12]
+
+    def audio_key(self, track_id: str) -> str:
+        """SHA-256 of one track's audio file (the `audio_sha256` column when filled, else the file is read)."""
+        row = self.row(track_id)
+        if AUDIO_SHA256 in row and str(row[AUDIO_SHA256]):
+            return str(row[AUDIO_SHA256])
+        return file_sha256(self.path_of(track_id))
 
 
 def normalise_table(table: pd.DataFrame, root: Path) -> pd.DataFrame:

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# System packages the harness needs: FluidSynth (renders the embedded corpus) and the FluidR3 GM soundfont
-# (the second soundfont of near-copy queries). Installed with apt-get when missing and we are root.
+# System packages the harness needs: FluidSynth (renders the embedded corpus), the FluidR3 GM soundfont (the
+# second soundfont of near-copy queries) and espeak-ng (speech among the out-of-domain queries). Installed with
+# apt-get when missing and we are root.
 set -u
 need=()
 command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing system packages: ${need[*]}"
 if [ "$(id -u)" -ne 0 ]; then

@@ -42,11 +42,12 @@ def rows(manifest: Manifest, split: str) -> pd.DataFrame:
 
 def test_split_sizes_and_ids(tiny_corpus: Manifest) -> None:
     table = tiny_corpus.table
-    assert table["split"].value_counts().to_dict() == {"train": 12, "query": 15, "control": 2}
+    assert table["split"].value_counts().to_dict() == {"train": 12, "query": 18, "control": 2}
     assert tiny_corpus.train_ids == [f"t{i:04d}" for i in range(12)]
     kinds = table.loc[table["split"] == "query", "query_kind"].value_counts().to_dict()
-    assert kinds == {"near_copy": 7, "composition": 4, "production": 2, "held_out": 2}
-    assert set(kinds) == set(QUERY_KINDS)
+    assert kinds == {"near_copy": 7, "composition": 4, "production": 2, "held_out": 2, "sample": 1,
+                     "out_of_domain": 2}
+    assert set(kinds) == set(QUERY_KINDS) - {"generated"}  # generated queries come from a trained model
     for track_id, kind in table.loc[table["split"] == "query", ["track_id", "query_kind"]].itertuples(index=False):
         assert re.fullmatch(rf"q_{kind}_\d\d", track_id)
 
@@ -76,13 +77,37 @@ def test_training_design(tiny_corpus: Manifest, tiny_music21_cfg: dict) -> None:
         assert row.piece.startswith(f"{row.collection}/")
 
 
+def test_sample_query_holds_its_source_excerpt(tiny_corpus: Manifest) -> None:
+    """The pasted seconds of a sample query are the source track's, up to level (correlation ~1 inside the fades);
+    the rest of the query is another piece (low correlation with the source at the same cut)."""
+    row = tiny_corpus.row("q_sample_00")
+    length, start, at = (float(x) for x in re.fullmatch(r"(\S+)s from (\S+)s at (\S+)s", row.variant).groups())
+    query, _ = sf.read(str(tiny_corpus.path_of("q_sample_00")))
+    (source_id,) = tiny_corpus.sources_of("q_sample_00")
+    source, _ = sf.read(str(tiny_corpus.path_of(source_id)))
+    fade = int(0.05 * SR)
+    inside = query[int(at * SR) + fade:int((at + length) * SR) - fade]
+    original = source[int(start * SR) + fade:int((start + length) * SR) - fade]
+    assert np.corrcoef(inside, original)[0, 1] > 0.999
+    outside = np.r_[query[:int(at * SR)], query[int((at + length) * SR):]][:original.shape[0]]
+    assert abs(np.corrcoef(outside, original[:outside.shape[0]])[0, 1]) < 0.5
+    assert row.split == "query" and source_id in tiny_corpus.train_ids
+
+
+def test_out_of_domain_queries_have_no_source(tiny_corpus: Manifest) -> None:
+    rows_ = tiny_corpus.table[tiny_corpus.table["query_kind"] == "out_of_domain"]
+    assert rows_["variant"].tolist() == ["white_noise", "speech"]
+    assert (rows_["source_ids"] == "").all() and (rows_["piece"] == "").all()
+    assert rows_["description"].tolist() == ["white noise", "speech"]
+
+
 def test_query_sources_point_at_training_tracks(tiny_corpus: Manifest) -> None:
     train_ids = set(tiny_corpus.train_ids)
     for query_id in tiny_corpus.query_ids:
         sources = tiny_corpus.sources_of(query_id)
         kind = tiny_corpus.row(query_id)["query_kind"]
         assert set(sources) <= train_ids
-        assert (len(sources) == 0) == (kind == "held_out"), query_id
+        assert (len(sources) == 0) == (kind in ("held_out", "out_of_domain")), query_id
         assert tiny_corpus.row(query_id)["variant"], query_id
     assert all(not tiny_corpus.sources_of(c) for c in tiny_corpus.control_ids)
 
@@ -194,7 +219,7 @@ def test_cached_corpus_is_reused_and_an_interrupted_build_resumed(tiny_corpus: M
 def test_build_record(tiny_corpus: Manifest) -> None:
     record = json.loads((tiny_corpus.root / "build.json").read_text())
     assert record["complete"] and record["builder"] == "music21"
-    assert record["split_sizes"] == {"train": 12, "query": 15, "control": 2}
+    assert record["split_sizes"] == {"train": 12, "query": 18, "control": 2}
     assert record["pieces_parsed"] == 12 + len(record["skipped_pieces"])
     assert all(item["piece"] and item["reason"] for item in record["skipped_pieces"])
     assert record["manifest_sha256"] == tiny_corpus.sha256()

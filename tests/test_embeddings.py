@@ -370,9 +370,7 @@ def test_embed_files_caches_per_file_and_workers_agree(tmp_path: Path, deepchrom
     monkeypatch.setattr(deepchroma, "processes", True)  # as madmom-notes, whose files cost enough for workers
     monkeypatch.setattr(cache, "MIN_FILES_PER_WORKER", 3)  # 6 files: two workers get three each
     in_workers = embed_files(deepchroma, paths, tmp_path / "fresh", workers=2, progress=False)
-    # bit-identical when run alone; after other tests in one session the in-process features differ in the
-    # last bits (6e-8 absolute), an open issue noted in the stop's closing note
-    np.testing.assert_allclose(in_workers, in_process, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(in_workers, in_process)
 
 
 def test_run_embedding_writes_a_track_level_matrix(tmp_path: Path) -> None:

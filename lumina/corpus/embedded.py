@@ -26,7 +26,7 @@ from lumina.corpus.render import QUIET_BELOW_DB, render_task
 from lumina.errors import CorpusError
 from lumina.manifest import COLUMNS, Manifest
 
-BUILDER_VERSION = "music21-1"
+BUILDER_VERSION = "music21-2"
 """Part of the cache key: bump it whenever a change to this builder changes its output."""
 
 INSTALL_HINT = "run `make system`, or `apt-get install fluidsynth fluid-soundfont-gm`"
@@ -142,7 +142,7 @@ def manifest_table(specs: list[dict], sample_rate: int, track_s: float) -> pd.Da
     rows = [{
         "track_id": s["track_id"], "split": s["split"], "path": f"audio/{s['track_id']}.wav",
         "duration_s": length / sample_rate, "sample_rate": sample_rate,
-        "description": f"{s['instrument']} {s['word']}", "piece": s["piece"], "collection": s["collection"],
+        "description": " ".join(w for w in (s["instrument"], s["word"]) if w), "piece": s["piece"], "collection": s["collection"],
         "program": s["program"], "instrument": s["instrument"], "instrument_family": s["instrument_family"],
         "tempo_factor": s["tempo_factor"], "transpose": s["transpose"], "query_kind": s["query_kind"],
         "source_ids": ";".join(s["source_ids"]), "variant": s["variant"], "offset_s": s["offset_s"],
@@ -177,7 +177,8 @@ def build(cfg: Mapping, out_dir: Path, *, threads: int = 2, progress: bool = Tru
     pieces, notes, skipped = select_pieces(cfg, scores_dir, threads, progress)
     parsed_s = time.perf_counter() - started
     specs = plan_tracks(cfg, pieces)
-    tasks = [(s, notes[s["piece"]], out_dir / "audio" / f"{s['track_id']}.wav") for s in specs]
+    tasks = [(s, notes.get(s["piece"]), out_dir / "audio" / f"{s['track_id']}.wav",
+              notes[s["sample"]["source"]["piece"]] if "sample" in s else None) for s in specs]
     stats = list(tqdm(parallel_map(partial(render_task, settings=settings), tasks, workers=threads),
                       total=len(specs), desc="render tracks", disable=not progress))
     kept, dropped = drop_quiet(specs, stats, float(cfg["max_quiet_fraction"]))

@@ -78,6 +78,7 @@ def role_counts(cfg: Mapping) -> dict[str, int]:
         "production": int(cfg["queries"]["production"]),
         "held_out": int(cfg["queries"]["held_out"]),
         "control": int(cfg["control_tracks"]),
+        "sample": int(cfg["queries"].get("sample", 0)),
     }
 
 
@@ -99,6 +100,10 @@ def check_design(cfg: Mapping) -> None:
         count = int(cfg["queries"]["held_out"]) if name == "held_out" else int(cfg["control_tracks"])
         if count > 0 and not cfg[f"{name}_programs"]:
             raise ParameterError(f"{name}_programs is empty but {count} {name} tracks are asked for")
+    if not 0 < float(cfg.get("sample_s", 3.0)) < float(cfg["track_s"]):
+        raise ParameterError("sample_s must lie strictly between 0 and track_s")
+    if int(cfg["queries"].get("out_of_domain", 0)) > 0 and not cfg.get("out_of_domain_textures"):
+        raise ParameterError("out_of_domain_textures is empty but out_of_domain queries are asked for")
     for variant in cfg["near_copy_variants"]:
         near_copy_change(variant)
     for variant in cfg["composition_variants"]:
@@ -232,6 +237,44 @@ def unseen_tracks(cfg: Mapping, pieces: Sequence[Piece], programs: Sequence[int]
     return specs
 
 
+def sample_queries(cfg: Mapping, train: list[dict], pieces: Sequence[Piece], rng: np.random.Generator) -> list[dict]:
+    """Sample queries (the classic sampling case): an unseen piece, rendered with a held-out program, with
+    `sample_s` seconds of one training track pasted into it; that track is the source. The spec's `sample`
+    entry holds the source's spec and where the excerpt is cut from (`from_s`) and pasted (`at_s`)."""
+    length, track_s = float(cfg.get("sample_s", 3.0)), float(cfg["track_s"])
+    order = rng.permutation(len(train))
+    queries = []
+    for j, piece in enumerate(pieces):
+        source = train[int(order[j % len(train)])]
+        program = int(cfg["held_out_programs"][j % len(cfg["held_out_programs"])])
+        tempo = float(rng.choice([float(t) for t in cfg["tempo_factors"]]))
+        cut = {"source": source, "from_s": round(float(rng.uniform(0.0, track_s - length)), 3),
+               "at_s": round(float(rng.uniform(0.0, track_s - length)), 3), "length_s": length}
+        queries.append(track_spec(
+            f"q_sample_{j:02d}", "query", piece, program, tempo, cfg["collections"], cfg["seed"], 5000 + j,
+            query_kind="sample", source_ids=[source["track_id"]], variant=f"{length:g}s from {cut['from_s']:g}s at {cut['at_s']:g}s",
+            sample=cut,
+        ))
+    return queries
+
+
+def out_of_domain_queries(cfg: Mapping) -> list[dict]:
+    """Out-of-domain queries: synthesised noise, tones, speech and textures (`lumina.corpus.textures`), cycled
+    over `out_of_domain_textures`; no source, no piece. Their description names the texture."""
+    textures = list(cfg.get("out_of_domain_textures", []))
+    specs = []
+    for j in range(int(cfg["queries"].get("out_of_domain", 0))):
+        texture = textures[j % len(textures)]
+        specs.append({
+            "track_id": f"q_out_of_domain_{j:02d}", "split": "query", "piece": "", "collection": "",
+            "word": "", "program": -1, "instrument": texture.replace("_", " "), "instrument_family": "",
+            "tempo_factor": 1.0, "transpose": 0, "offset_s": 0.0, "soundfont": "main", "effect": "",
+            "query_kind": "out_of_domain", "source_ids": [], "variant": texture, "texture": texture,
+            "rng_seed": [int(cfg["seed"]), 6000 + j],
+        })
+    return specs
+
+
 def plan_tracks(cfg: Mapping, pieces: Mapping[str, Sequence[Piece]]) -> list[dict]:
     """Every track spec of the corpus: training, then queries by kind, then control.
 
@@ -250,4 +293,6 @@ def plan_tracks(cfg: Mapping, pieces: Mapping[str, Sequence[Piece]]) -> list[dic
         + production_queries(cfg, train, pieces["production"], rng)
         + unseen_tracks(cfg, pieces["held_out"], cfg["held_out_programs"], "held_out", rng)
         + unseen_tracks(cfg, pieces["control"], cfg["control_programs"], "control", rng)
+        + sample_queries(cfg, train, pieces.get("sample", []), rng)
+        + out_of_domain_queries(cfg)
     )

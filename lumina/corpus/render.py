@@ -18,6 +18,7 @@ from scipy import signal
 
 from lumina.audio import rms_dbfs, save_audio
 from lumina.corpus.music21_pieces import SECONDS_PER_QUARTER
+from lumina.corpus.textures import synthesize
 from lumina.errors import CorpusError
 
 MIDI_CHANNELS = 15
@@ -128,21 +129,52 @@ def quiet_fraction(audio: np.ndarray, sample_rate: int, *, frame_s: float = 0.05
     return float(np.mean(frame_rms < 10.0 ** ((level - below_db) / 20.0)))
 
 
-def render_track(spec: Mapping, notes: np.ndarray, settings: Mapping, path: Path) -> dict:
+def render_excerpt(spec: Mapping, notes: np.ndarray, settings: Mapping) -> np.ndarray:
+    """One planned track's audio before its mix change and level: its notes through FluidSynth, (n,) float64."""
+    sample_rate = int(settings["sample_rate"])
+    length = int(round(float(settings["track_s"]) * sample_rate))
+    midi = excerpt_midi(
+        notes, program=int(spec["program"]), tempo_factor=float(spec["tempo_factor"]),
+        transpose=int(spec["transpose"]), offset_s=float(spec["offset_s"]),
+        length_s=float(settings["track_s"]), velocity=int(settings["velocity"]),
+    )
+    return fluidsynth_render(midi, settings["soundfonts"][spec["soundfont"]], sample_rate, length,
+                             settings["fluidsynth"])
+
+
+def paste(host: np.ndarray, excerpt: np.ndarray, at: int, fade: int) -> np.ndarray:
+    """`host` (n,) with `excerpt` (m,) in place of host[at:at+m], cross-faded over `fade` samples at each end
+    (both scaled to the host's RMS first, so the sample is as loud as the music around it)."""
+    out = host.copy()
+    level = np.sqrt(np.mean(host**2)) / max(np.sqrt(np.mean(excerpt**2)), 1e-12)
+    ramp = np.ones(excerpt.shape[0])
+    ramp[:fade] = np.linspace(0.0, 1.0, fade)
+    ramp[-fade:] = np.linspace(1.0, 0.0, fade)
+    region = slice(at, at + excerpt.shape[0])
+    out[region] = (1.0 - ramp) * host[region] + ramp * excerpt * level
+    return out
+
+
+def render_track(spec: Mapping, notes: np.ndarray, settings: Mapping, path: Path,
+                 source_notes: np.ndarray | None = None) -> dict:
     """Render one planned track (see `lumina.corpus.plan`) to the WAV `path` unless it is there already,
-    then measure the written file. Returns {"track_id", "quiet_fraction", "rms_dbfs"}."""
+    then measure the written file. `source_notes`: the source piece's notes of a sample query.
+    Returns {"track_id", "quiet_fraction", "rms_dbfs"}."""
     path = Path(path)
     if not path.exists():
         sample_rate = int(settings["sample_rate"])
-        length = int(round(float(settings["track_s"]) * sample_rate))
-        midi = excerpt_midi(
-            notes, program=int(spec["program"]), tempo_factor=float(spec["tempo_factor"]),
-            transpose=int(spec["transpose"]), offset_s=float(spec["offset_s"]),
-            length_s=float(settings["track_s"]), velocity=int(settings["velocity"]),
-        )
-        audio = fluidsynth_render(midi, settings["soundfonts"][spec["soundfont"]], sample_rate, length,
-                                  settings["fluidsynth"])
         rng = np.random.default_rng(spec["rng_seed"])
+        if spec["query_kind"] == "out_of_domain":
+            length = int(round(float(settings["track_s"]) * sample_rate))
+            audio = synthesize(spec["texture"], length, sample_rate, rng)
+        else:
+            audio = render_excerpt(spec, notes, settings)
+        if "sample" in spec:
+            cut = spec["sample"]
+            source = render_excerpt(cut["source"], source_notes, settings)
+            start, size = int(cut["from_s"] * sample_rate), int(cut["length_s"] * sample_rate)
+            audio = paste(audio, source[start:start + size], int(cut["at_s"] * sample_rate),
+                          int(0.05 * sample_rate))
         if spec["effect"] == "eq":
             audio = lowpass(audio, sample_rate, float(settings["eq_lowpass_hz"]))
         elif spec["effect"] == "reverb":
@@ -161,7 +193,8 @@ def render_track(spec: Mapping, notes: np.ndarray, settings: Mapping, path: Path
     }
 
 
-def render_task(task: tuple[Mapping, np.ndarray, Path], settings: Mapping) -> dict:
-    """`render_track` of one `(spec, notes, path)` task: the one-argument form `parallel_map` calls."""
-    spec, notes, path = task
-    return render_track(spec, notes, settings, path)
+def render_task(task: tuple[Mapping, np.ndarray | None, Path, np.ndarray | None], settings: Mapping) -> dict:
+    """`render_track` of one `(spec, notes, path, source_notes)` task: the one-argument form `parallel_map`
+    calls."""
+    spec, notes, path, source_notes = task
+    return render_track(spec, notes, settings, path, source_notes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +26,16 @@ class Segment:
 def encode_tracks(
     codec, manifest: Manifest, ids: Sequence[str], cache_root: Path, *, progress: bool = True
 ) -> dict[str, np.ndarray]:
-    """Codes (K, T) of each track, cached per manifest and codec; interrupted runs keep what was done."""
-    folder = Path(cache_root) / "codes" / f"{manifest.sha256()[:12]}-{codec.identity()}"
+    """Codes (K, T) of each track, cached per codec and audio file (`<codec>/<audio sha256>.npy`), so a track is
+    encoded once whatever catalogue it is in; interrupted runs keep what was done."""
+    folder = Path(cache_root) / "codes" / codec.identity()
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for track in tqdm(list(ids), desc="encoding tracks", disable=not progress):
-        path = folder / f"{track}.npy"
+        path = folder / f"{manifest.audio_key(track)}.npy"
         if not path.exists():
             codes = codec.encode(load_audio(manifest.path_of(track), codec.sample_rate))
-            tmp = folder / f"{track}.tmp.npy"
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
             np.save(tmp, codes)
             tmp.replace(path)
         out[track] = np.load(path)

@@ -49,8 +49,9 @@ def _digest(payload: object) -> str:
 
 def fit_codec(manifest: Manifest, config: EmbeddedCodecConfig, cache_root: Path, *, progress: bool = True
               ) -> EmbeddedCodec:
-    """The embedded codec fitted on the manifest's training tracks (cached)."""
-    path = Path(cache_root) / "codecs" / f"embedded-{_digest([manifest.sha256(), asdict(config)])}"
+    """The embedded codec fitted on the manifest's training tracks (cached, keyed by their content only)."""
+    key = _digest([manifest.content_key(manifest.train_ids), asdict(config)])
+    path = Path(cache_root) / "codecs" / f"embedded-{key}"
     with cache_lock(path):
         if (path / "codec.json").exists():
             return EmbeddedCodec.load(path)
@@ -102,7 +103,7 @@ def _train_and_save(
 ) -> MusicgenGenerator:
     held_out = [t for t in manifest.table["track_id"] if t not in set(train_ids)]
     codes = encode_tracks(codec, manifest, train_ids + held_out, path.parent.parent, progress=progress)
-    tokenizer = WordTokenizer.build(manifest.table["description"])
+    tokenizer = WordTokenizer.build(descriptions[t] for t in train_ids)  # what the key hashes; other words: <unk>
     model = build_musicgen(
         config.lm, num_codebooks=codec.num_codebooks, cardinality=codec.cardinality,
         text_vocab_size=len(tokenizer), seed=config.seed,

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from execution import parallel_map
@@ -37,8 +38,12 @@ def cache_folder(encoder: Encoder, cache_dir: str | Path) -> Path:
 
 
 def embed_file(encoder: Encoder, path: str | Path) -> np.ndarray:
-    """Time-averaged embedding (dim,) of an audio file, read at the encoder's rate."""
-    return embed_waveform(encoder, load_audio(path, encoder.sample_rate), encoder.sample_rate)
+    """Time-averaged embedding (dim,) of an audio file, read at the encoder's rate.
+
+    BLAS runs on one thread here, in this process as in workers: a multi-threaded matrix product may round
+    differently, and embeddings must not depend on where they were computed."""
+    with threadpool_limits(limits=1):
+        return embed_waveform(encoder, load_audio(path, encoder.sample_rate), encoder.sample_rate)
 
 
 def _init_worker(kind: str, options: dict) -> None:
