@@ -220,7 +220,7 @@ def test_build_record(tiny_corpus: Manifest) -> None:
     record = json.loads((tiny_corpus.root / "build.json").read_text())
     assert record["complete"] and record["builder"] == "music21"
     assert record["split_sizes"] == {"train": 12, "query": 18, "control": 2}
-    assert record["pieces_parsed"] == 12 + len(record["skipped_pieces"])
+    assert record["pieces_parsed"] == 13 + len(record["skipped_pieces"])
     assert all(item["piece"] and item["reason"] for item in record["skipped_pieces"])
     assert record["manifest_sha256"] == tiny_corpus.sha256()
     assert tiny_corpus.root.name.startswith("music21-")
