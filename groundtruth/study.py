@@ -149,6 +149,12 @@ def train_subset_model(job: dict) -> dict:
     return record
 
 
+def _finished(record: Path, track_ids: Sequence[str]) -> bool:
+    """Whether a model's record exists and holds a loss for every track (queries added later — generated ones —
+    are measured on the cached model, without retraining)."""
+    return record.exists() and set(track_ids) <= set(json.loads(record.read_text())["track_ids"])
+
+
 def run_subsets(
     manifest: Manifest,
     model_options: Mapping,
@@ -166,7 +172,8 @@ def run_subsets(
 
     `workers` > 1 trains in that many spawned processes (`execution.parallel_map`), each with `threads` torch
     threads; `workers` = 1 trains in this process (with `threads` threads, restored afterwards). A model whose
-    `models/mNNN.json` exists is read back, not trained again.
+    `models/mNNN.json` exists is read back, not trained again; one whose record lacks tracks added since (generated
+    queries) is loaded from the model cache and measured again, not retrained.
     """
     folder = Path(folder)
     (folder / MODELS_DIR).mkdir(parents=True, exist_ok=True)
@@ -176,13 +183,14 @@ def run_subsets(
     plan = {"manifest_sha256": manifest.sha256(), "model": dict(model_options), "fraction": fraction,
             "subset_seed": seed, "train_ids": train_ids, "subsets": subsets}
     _write_json(folder / PLAN_FILE, plan)
+    track_ids = manifest.table["track_id"].tolist()
     load = model_loader(model_options, manifest, Path(cache_root), progress=progress)
     load.prepare()  # what every subset model shares (the embedded recipe's codec and codes), made once here
     jobs = [
         {"index": m, "subset": subsets[m], "subset_seed": seed, "manifest": manifest, "model": dict(model_options),
          "cache_root": str(cache_root), "name": model_options.get("name", "embedded"), "threads": threads,
          "out": str(folder / MODELS_DIR / f"m{m:03d}.json")}
-        for m in range(n_models) if not (folder / MODELS_DIR / f"m{m:03d}.json").exists()
+        for m in range(n_models) if not _finished(folder / MODELS_DIR / f"m{m:03d}.json", track_ids)
     ]
     bar = tqdm(total=n_models, initial=n_models - len(jobs), desc="subset models", unit="model",
                disable=not progress)

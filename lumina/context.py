@@ -45,12 +45,22 @@ def configure_runtime(cfg: DictConfig) -> None:
 
 
 def load_corpus(cfg: DictConfig) -> Manifest:
-    """Build or reuse the corpus named by the `data` group."""
+    """Build or reuse the corpus named by the `data` group, with the generated queries it asks for
+    (`data.generated`: sampled from the configured generator, trained first if need be)."""
     from lumina.corpus import build_corpus
+    from lumina.corpus.generated import add_generated_queries
 
-    return build_corpus(
+    manifest = build_corpus(
         OmegaConf.to_container(cfg.data, resolve=True), Path(cfg.paths.cache),
         threads=int(cfg.threads), progress=bool(cfg.progress),
+    )
+    generated = cfg.data.get("generated")
+    if generated is None or int(generated.count) == 0:
+        return manifest
+    return add_generated_queries(
+        manifest, generator_loader(cfg, manifest)(), count=int(generated.count), seconds=float(generated.seconds),
+        seed=int(generated.seed), temperature=float(generated.temperature), top_k=int(generated.top_k),
+        target_rms_dbfs=float(cfg.data.get("target_rms_dbfs", -20.0)), progress=bool(cfg.progress),
     )
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lumina.audio import load_audio
+from lumina.abstention import reference_z
+from lumina.audio import file_sha256, load_audio
 from lumina.database import SignatureDatabase
 from lumina.errors import CheckpointError, LuminaError, ParameterError
 from lumina.generator.musicgen import MusicgenGenerator
@@ -38,20 +39,34 @@ TIMING_REPEATS = 20
 """Repeats of the similarity-and-shares step whose median a report gives."""
 
 
+SCHEMA_VERSION = 2
+"""Version of the report's JSON layout (2: abstention verdicts and the hashes of what the report was made from)."""
+
+MIN_REFERENCES = 3
+REFERENCE_TEXTURES = ("white_noise", "pink_noise", "sine_tones", "rain", "wind", "engine")
+"""Reference queries synthesised for a catalogue with fewer than MIN_REFERENCES control tracks."""
+
+
 @dataclass
 class Reference:
     """A database prepared for attribution: unit-norm training signatures (N, D) per channel, their kernel
-    factors and each channel's noise floor (mu_0, sigma_0)."""
+    factors, each channel's noise floor (mu_0, sigma_0) and the top cosines of reference queries without a
+    source in training (the abstention's null, (R,) per channel; `reference_kind` says where they came from)."""
 
     track_ids: list[str]
     train: dict[str, np.ndarray]
     factors: dict[str, tuple]
     noise: dict[str, tuple[float, float]]
     config: ScoringConfig
+    reference_tops: dict[str, np.ndarray]
+    reference_kind: str
 
 
-def prepare(db: SignatureDatabase, config: ScoringConfig) -> Reference:
-    """Training signatures, kernel factors and noise calibration (controls vs training songs) of a database."""
+def prepare(db: SignatureDatabase, config: ScoringConfig, references: dict[str, np.ndarray] | None = None
+            ) -> Reference:
+    """Training signatures, kernel factors, noise calibration (controls vs training songs) and the abstention's
+    reference top cosines of a database: its control tracks' when it has at least MIN_REFERENCES, else those of
+    `references` (signatures (R, d) per channel, e.g. `synthetic_references`)."""
     track_ids = db.ids("train")
     if not track_ids:
         raise ParameterError(f"{db.path}: the database holds no training songs")
@@ -64,8 +79,42 @@ def prepare(db: SignatureDatabase, config: ScoringConfig) -> Reference:
             noise[c] = calibration(control_scores, train[c].shape[1], config.calibration)
         except ParameterError as err:
             raise ParameterError(f"{db.path}: {err}") from None
+    use_controls = len(db.ids("control")) >= MIN_REFERENCES
+    if not use_controls and references is None and config.abstain:
+        raise ParameterError(f"{db.path}: fewer than {MIN_REFERENCES} control tracks and no reference queries; "
+                             "pass synthetic_references(...) or set method.abstain=false")
+    tops = {c: (cosine_scores(train[c], db.matrix(c, "control")) if use_controls
+                else cosine_scores(train[c], references[c]) if references is not None
+                else np.zeros((1, 0))).max(axis=0, initial=-np.inf) for c in CHANNELS}
     factors = {c: kernel_factor(train[c], config.kernel_lambda) for c in CHANNELS}
-    return Reference(track_ids, train, factors, noise, config)
+    kind = "control tracks" if use_controls else "synthetic references" if references is not None else "none"
+    return Reference(track_ids, train, factors, noise, config, tops, kind)
+
+
+def synthetic_references(generator: Generator, config: SignatureConfig, cache: Path, *, seconds: float = 10.0
+                         ) -> dict[str, np.ndarray]:
+    """Signatures (R, d) per channel of synthesised audio no training song influenced (REFERENCE_TEXTURES),
+    cached in `cache` (.npz) under the generator's identity: the reference queries of a catalogue without
+    control tracks."""
+    from lumina.corpus.textures import synthesize
+
+    cache = Path(cache)
+    if cache.exists():
+        stored = np.load(cache)
+        if str(stored["identity"]) == generator.identity():
+            return {c: stored[c] for c in CHANNELS}
+    rate = generator.codec.sample_rate
+    signatures = []
+    for i, texture in enumerate(REFERENCE_TEXTURES):
+        audio = synthesize(texture, int(seconds * rate), rate, np.random.default_rng([i, 11]))
+        audio = (0.1 * audio / max(float(np.sqrt(np.mean(audio**2))), 1e-12)).astype(np.float32)
+        signed = signature(generator, audio, "", config)
+        if not isinstance(signed, Skipped):
+            signatures.append(signed)
+    out = {c: np.stack([s[c] for s in signatures]) for c in CHANNELS}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, identity=generator.identity(), **out)
+    return out
 
 
 @dataclass
@@ -85,13 +134,35 @@ class ChannelScores:
     sigma: float
     mu0: float
     sigma0: float
+    attributable: bool = True
+    reference_z: float = float("nan")
+    abstain_reason: str = ""
 
 
-def score_channel(cosines: np.ndarray, kernel: np.ndarray, noise: tuple[float, float], config: ScoringConfig
-                  ) -> ChannelScores:
+def verdict(cosines: np.ndarray, reference_tops: np.ndarray, config: ScoringConfig) -> tuple[bool, float, str]:
+    """(attributable, reference z, reason) of one query's cosines (N,) against the reference queries' top cosines
+    (docs/abstention.md#the-report-rule); with `abstain` off every query is attributable (the sources' rule)."""
+    top = float(np.max(cosines))
+    if reference_tops.size < MIN_REFERENCES:
+        z = float("nan")
+    else:
+        z = float(reference_z(np.array([top]), reference_tops)[0])
+    if not config.abstain:
+        return True, z, ""
+    if z >= config.abstain_z:
+        return True, z, ""
+    return False, z, (f"no training song stands out: the top cosine {top:.4f} is {z:.2f} standard deviations above "
+                      f"the reference queries' top cosines (mean {reference_tops.mean():.4f}), below the "
+                      f"threshold {config.abstain_z:g}")
+
+
+def score_channel(cosines: np.ndarray, kernel: np.ndarray, noise: tuple[float, float], config: ScoringConfig,
+                  reference_tops: np.ndarray | None = None) -> ChannelScores:
     """STS, z_noise, confidence, LIP %, qualification, share and tier of every song (cosines, kernel: (N,)).
 
-    Positive-only: a song whose cosine is not positive never qualifies and is in the `noise` tier.
+    Positive-only: a song whose cosine is not positive never qualifies and is in the `noise` tier. With
+    `reference_tops` and `config.abstain`, a query that is not attributable (`verdict`) qualifies no song: no
+    shares, every tier `noise`.
     """
     cosines = np.asarray(cosines, dtype=np.float64)
     mu, sigma = population(cosines)
@@ -105,9 +176,14 @@ def score_channel(cosines: np.ndarray, kernel: np.ndarray, noise: tuple[float, f
     tier = tiers(z_noise)
     if config.positive_only:
         tier = np.where(cosines > 0, tier, "noise")
+    attributable, z_ref, reason = (True, float("nan"), "") if reference_tops is None else verdict(
+        cosines, reference_tops, config)
+    if not attributable:
+        qualified = np.zeros_like(qualified)
+        tier = np.full(tier.shape, "noise", dtype=tier.dtype)
     return ChannelScores(cosines, np.asarray(kernel, dtype=np.float64), sts_values, z_noise,
                          confidence(z_noise, config.confidence), lip_percent(sts_values, config.lip_k), qualified,
-                         shares(weights, qualified), tier, mu, sigma, mu0, sigma0)
+                         shares(weights, qualified), tier, mu, sigma, mu0, sigma0, attributable, z_ref, reason)
 
 
 def summary(scores: ChannelScores, track_ids: list[str]) -> dict:
@@ -122,8 +198,10 @@ def summary(scores: ChannelScores, track_ids: list[str]) -> dict:
             "confidence": float(scores.confidence[i]), "lip_percent": float(scores.lip_percent[i]),
             "qualified": bool(scores.qualified[i]), "share": float(scores.share[i]), "tier": str(scores.tier[i]),
         })
-    return {"mu": scores.mu, "sigma": scores.sigma, "mu0": scores.mu0, "sigma0": scores.sigma0,
-            "tau": scores.mu0 + scores.sigma0, "n_qualified": int(scores.qualified.sum()), "rows": rows}
+    return {"attributable": scores.attributable, "reference_z": scores.reference_z,
+            "abstain_reason": scores.abstain_reason, "mu": scores.mu, "sigma": scores.sigma, "mu0": scores.mu0,
+            "sigma0": scores.sigma0, "tau": scores.mu0 + scores.sigma0, "n_qualified": int(scores.qualified.sum()),
+            "rows": rows}
 
 
 def attribute(query: dict[str, np.ndarray], reference: Reference) -> dict[str, ChannelScores]:
@@ -133,7 +211,7 @@ def attribute(query: dict[str, np.ndarray], reference: Reference) -> dict[str, C
         g = unit_rows(np.asarray(query[c])[None])
         cos = reference.train[c] @ g[0]
         kr = kernel_scores(reference.train[c], g, reference.config.kernel_lambda, reference.factors[c])[:, 0]
-        out[c] = score_channel(cos, kr, reference.noise[c], reference.config)
+        out[c] = score_channel(cos, kr, reference.noise[c], reference.config, reference.reference_tops[c])
     return out
 
 
@@ -143,6 +221,19 @@ CHANNEL_TITLES = {"P": "Channel P (composition)", "M": "Channel M (production)"}
 def to_markdown(report: dict, top: int = 10) -> str:
     """A readable Markdown version of a report made by `experiments.attribute` (top `top` songs per channel)."""
     lines = [f"# LUMINA attribution: `{report['audio']}`", ""]
+    verdicts = {c: report["channels"][c]["attributable"] for c in CHANNELS}
+    if not any(verdicts.values()):
+        lines += ["**Verdict: no training song stands out.** The query is not attributable in either channel, so "
+                  "no song gets a share (docs/abstention.md).", ""]
+    else:
+        lines += ["**Verdict: attributable in " + ", ".join(CHANNEL_TITLES[c] for c in CHANNELS if verdicts[c])
+                  + ".** Shares below are assigned only where the query is attributable.", ""]
+    hashes = report["hashes"]
+    lines += [f"- made from: query audio SHA-256 `{hashes['audio_sha256'][:16]}…`, signature database SHA-256 "
+              f"`{hashes['database_sha256'][:16]}…`, model `{hashes['model_identity']}`, experiment (catalogue) "
+              f"`{report['experiment']}`; report schema {report['schema_version']}",
+              f"- abstention: {report['abstention']['rule']}, threshold {report['abstention']['threshold']:g}, "
+              f"against {report['abstention']['n_references']} {report['abstention']['references']}"]
     lines += [f"- database: `{report['database']}` ({report['n_train']} training songs, model "
               f"`{report['model_hash']}`)",
               f"- description: `{report['description']}`",
@@ -151,7 +242,10 @@ def to_markdown(report: dict, top: int = 10) -> str:
               "- options: " + ", ".join(f"{k}={v}" for k, v in report["scoring"].items()), ""]
     for c in CHANNELS:
         ch = report["channels"][c]
-        lines += [f"## {CHANNEL_TITLES[c]}", "",
+        verdict_line = ("attributable: the top cosine lies {:.2f} standard deviations above the reference queries' "
+                        "top cosines".format(ch["reference_z"]) if ch["attributable"]
+                        else "not attributable: " + (ch["abstain_reason"] or "abstention is off"))
+        lines += [f"## {CHANNEL_TITLES[c]}", "", f"Verdict: {verdict_line}.", "",
                   f"Population mean {ch['mu']:.4f}, std {ch['sigma']:.4f}; noise floor mu_0 {ch['mu0']:.4f}, "
                   f"sigma_0 {ch['sigma0']:.4f}; {ch['n_qualified']} song(s) pass the gate "
                   f"`{report['scoring']['gate']}` and share; the tier column reads z_noise "
@@ -184,7 +278,7 @@ def database_generator(db: SignatureDatabase) -> Generator:
 
 def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: ScoringConfig, *, description: str = "",
                    generator: Generator | None = None) -> dict:
-    """The attribution report (a JSON-able dict) of one audio file against a database."""
+    """The attribution report (a JSON-able dict, schema SCHEMA_VERSION) of one audio file against a database."""
     config = SignatureConfig.from_options(db.provenance)
     generator = database_generator(db) if generator is None else generator
     description = "" if config.text == "empty" else description
@@ -195,7 +289,10 @@ def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: Scori
     if isinstance(query, Skipped):
         raise LuminaError(f"{audio_path}: no signature ({query.reason})")
     started = time.perf_counter()
-    reference = prepare(db, scoring)
+    references = None
+    if scoring.abstain and len(db.ids("control")) < MIN_REFERENCES:
+        references = synthetic_references(generator, config, Path(f"{db.path}.references.npz"))
+    reference = prepare(db, scoring, references)
     prepare_s = time.perf_counter() - started
     times = []
     for _ in range(TIMING_REPEATS):
@@ -203,12 +300,19 @@ def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: Scori
         channels = attribute(query, reference)
         times.append(time.perf_counter() - started)
     return {
+        "schema_version": SCHEMA_VERSION,
         "audio": str(audio_path), "database": str(db.path), "description": description,
+        "hashes": {"audio_sha256": file_sha256(audio_path), "database_sha256": file_sha256(db.path),
+                   "model_identity": db.provenance["model_hash"]},
+        "experiment": Path(db.path).resolve().parent.parent.name,  # <data>-<catalogue key>-<model>-seed<s>
         "model_id": db.provenance["model_id"], "model_hash": db.provenance["model_hash"],
         "n_train": len(reference.track_ids), "signature_settings": {k: db.provenance[k] for k in (
             "mode", "channel_split", "segments", "chunk_s", "codebook_weights", "codebook_weighting",
             "p_layers_resolved", "m_layers_resolved")},
         "scoring": asdict(scoring),
+        "abstention": {"rule": "reference_z" if scoring.abstain else "off (the sources' rule: shares for every query)",
+                       "threshold": scoring.abstain_z, "references": reference.reference_kind,
+                       "n_references": int(reference.reference_tops["P"].size)},
         "timing": {"extraction_s": extraction_s, "prepare_s": prepare_s,
                    "similarity_ms": 1000 * float(np.median(times)), "similarity_first_ms": 1000 * times[0],
                    "similarity_repeats": TIMING_REPEATS},

@@ -51,11 +51,13 @@ def population(scores: np.ndarray) -> tuple[float, float]:
 
 def confidence(sts: np.ndarray, sided: str = "two_sided") -> np.ndarray:
     """erf(z / √2) (`two_sided`, as docs/sources.md#lumina-technical-paper-v7 writes it: 0.95 at z = 1.96) or Φ(z)
-    (`one_sided`: 0.95 at
-    z = 1.645), elementwise on z-scores of any shape."""
+    (`one_sided`: 0.95 at z = 1.645), elementwise on z-scores of any shape. A song below the floor (z < 0) has
+    confidence 0 under `two_sided`: the formula's negative values (-0.99 for z = -2.6) are not confidences."""
     _check(sided, CONFIDENCE_KINDS, "confidence")
-    value = erf(np.asarray(sts, dtype=np.float64) / math.sqrt(2.0))
-    return value if sided == "two_sided" else (1.0 + value) / 2.0
+    z = np.asarray(sts, dtype=np.float64)
+    if sided == "two_sided":
+        return erf(np.maximum(z, 0.0) / math.sqrt(2.0))
+    return (1.0 + erf(z / math.sqrt(2.0))) / 2.0
 
 
 def lip(sts: np.ndarray, k: float = 0.5) -> np.ndarray:

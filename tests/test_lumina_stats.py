@@ -36,6 +36,7 @@ def test_confidence_two_and_one_sided():
     assert math.isclose(confidence(1.96), 0.9500042, rel_tol=1e-6)  # erf(1.96/√2)
     assert math.isclose(confidence(1.0), 0.6826895, rel_tol=1e-6)
     assert confidence(0.0) == 0.0
+    assert confidence(-2.6) == 0.0  # not erf's -0.99: a song below the floor has no confidence
     assert math.isclose(confidence(1.645, "one_sided"), 0.9500151, rel_tol=1e-6)  # Φ(1.645)
     assert confidence(0.0, "one_sided") == 0.5
     with pytest.raises(ParameterError):

@@ -83,6 +83,11 @@ class EmbeddedCodec:
     def cardinality(self) -> int:
         return max(self.config.codebook_size, self.config.pitch_codebook_size)
 
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        """Valid codes per codebook (the pitch codebook is smaller than the LM's shared vocabulary)."""
+        return (len(self.chroma_centroids), *(len(c) for c in self.mel_centroids[1:]))
+
     # -- features -------------------------------------------------------------------------------------
     def frames(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Audio (n,) → chroma (T, 12) and z-scored log-mel (T, n_mels), T = n // hop (at least 1)."""
@@ -124,8 +129,7 @@ class EmbeddedCodec:
     def _check_codes(self, codes: np.ndarray) -> None:
         if codes.ndim != 2 or codes.shape[0] != self.num_codebooks:
             raise ParameterError(f"codes must have shape ({self.num_codebooks}, T), got {codes.shape}")
-        sizes = [len(self.chroma_centroids)] + [len(c) for c in self.mel_centroids[1:]]
-        for k, size in enumerate(sizes):
+        for k, size in enumerate(self.codebook_sizes):
             if codes[k].min() < 0 or codes[k].max() >= size:
                 raise ParameterError(f"codebook {k} codes must lie in [0, {size}), got {codes[k].max()}")
 

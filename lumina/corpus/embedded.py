@@ -142,7 +142,8 @@ def manifest_table(specs: list[dict], sample_rate: int, track_s: float) -> pd.Da
     rows = [{
         "track_id": s["track_id"], "split": s["split"], "path": f"audio/{s['track_id']}.wav",
         "duration_s": length / sample_rate, "sample_rate": sample_rate,
-        "description": " ".join(w for w in (s["instrument"], s["word"]) if w), "piece": s["piece"], "collection": s["collection"],
+        "description": " ".join(w for w in (s["instrument"], s["word"]) if w), "piece": s["piece"],
+        "collection": s["collection"],
         "program": s["program"], "instrument": s["instrument"], "instrument_family": s["instrument_family"],
         "tempo_factor": s["tempo_factor"], "transpose": s["transpose"], "query_kind": s["query_kind"],
         "source_ids": ";".join(s["source_ids"]), "variant": s["variant"], "offset_s": s["offset_s"],

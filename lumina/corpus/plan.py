@@ -252,7 +252,8 @@ def sample_queries(cfg: Mapping, train: list[dict], pieces: Sequence[Piece], rng
                "at_s": round(float(rng.uniform(0.0, track_s - length)), 3), "length_s": length}
         queries.append(track_spec(
             f"q_sample_{j:02d}", "query", piece, program, tempo, cfg["collections"], cfg["seed"], 5000 + j,
-            query_kind="sample", source_ids=[source["track_id"]], variant=f"{length:g}s from {cut['from_s']:g}s at {cut['at_s']:g}s",
+            query_kind="sample", source_ids=[source["track_id"]],
+            variant=f"{length:g}s from {cut['from_s']:g}s at {cut['at_s']:g}s",
             sample=cut,
         ))
     return queries

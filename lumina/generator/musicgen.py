@@ -342,6 +342,46 @@ class MusicgenGenerator:
     def layer_split(self, layer: int) -> MusicgenLayerSplit:
         return MusicgenLayerSplit(self, layer)
 
+    @torch.no_grad()
+    def sample(self, texts: Sequence[str], frames: int, *, seed: int, temperature: float = 1.0, top_k: int = 0
+               ) -> np.ndarray:
+        """Clips sampled from the LM under `texts`: codes (B, K, frames), B = len(texts) (docs/generator.md#sampling).
+
+        Autoregressive over the delay pattern with the key-value cache; codebook q's token at step s is frame
+        s - q. Each codebook samples only its codec's valid codes; `top_k` > 0 keeps the k likeliest. Same
+        seed, same clips (a `torch.Generator` of its own, so global random state is untouched).
+        """
+        b, k = len(texts), self.num_codebooks
+        sizes = getattr(self.codec, "codebook_sizes", (self.special_token,) * k)
+        vocab = self.special_token
+        invalid = torch.arange(vocab)[None, :] >= torch.tensor(sizes)[:, None]  # (K, V)
+        ids, mask = self.tokenizer(list(texts))
+        states = self.model.text_encoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+        proj = getattr(self.model, "enc_to_dec_proj", None)
+        condition = proj(states.last_hidden_state) if proj is not None else states.last_hidden_state
+        condition = condition * mask.to(self.device)[..., None].to(condition.dtype)
+        attend = mask.bool().to(self.device)[:, None, None, :]
+        generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        steps = frames + k - 1
+        tokens = torch.full((b, k, steps + 1), self.special_token, dtype=torch.long, device=self.device)
+        past = None
+        for step in range(steps):
+            out = self.model.decoder(input_ids=tokens[:, :, step:step + 1].reshape(b * k, 1),
+                                     encoder_hidden_states=condition, encoder_attention_mask=attend,
+                                     cache=past, use_cache=True)
+            past = out.past_key_values
+            logits = out.logits.reshape(b, k, -1)[..., :vocab].float() / max(temperature, 1e-6)
+            logits = logits.masked_fill(invalid.to(self.device)[None], float("-inf"))
+            if top_k > 0:
+                kth = logits.topk(min(top_k, vocab), dim=-1).values[..., -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            drawn = torch.multinomial(logits.softmax(-1).reshape(b * k, -1), 1, generator=generator).reshape(b, k)
+            frame = step - torch.arange(k, device=self.device)
+            inside = (frame >= 0) & (frame < frames)
+            tokens[:, :, step + 1] = torch.where(inside[None], drawn, torch.full_like(drawn, self.special_token))
+        codes = torch.stack([tokens[:, q, 1 + q:1 + q + frames] for q in range(k)], dim=1)
+        return codes.cpu().numpy()
+
     def identity(self) -> str:
         """Hash of the LM weights and the codec (for caches and provenance)."""
         digest = hashlib.sha256(self.codec.identity().encode())

@@ -149,6 +149,10 @@ class LuminaOptions(MethodOptions):
     gate: str = option("sts1", "sts1: STS > 1 | conf95: confidence >= 0.95 | calibrated: cosine > mu0 + sigma0")
     weight: str = option("gated_sq", "gated_sq: max(0, STS-1)^2 | lip: tanh(k STS) | excess")
     positive_only: bool = option(True, "reports and shares: a song with cosine <= 0 never qualifies")
+    abstain: bool = option(True, "reports: shares only for an attributable query (docs/abstention.md); "
+                                 "false: the sources' rule, shares whatever the query")
+    abstain_z: float = option(3.0, "attributable when the top cosine's z against the reference queries' top "
+                                   "cosines reaches this (docs/abstention.md#the-report-rule)")
     database: str | None = option(None, "signature database (HDF5); null: the run's cache folder")
     batch_size: int = option(8, "tracks committed to the database at a time")
 

@@ -1,0 +1,71 @@
+"""Sampling from the generator and the generated queries made from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lumina.corpus.generated import add_generated_queries
+from lumina.generator.teacher_forcing import delay_pattern
+from lumina.manifest import Manifest
+from tests.generator_fixtures import DESCRIPTIONS, SR, tiny_generator, tone
+
+
+def teacher_forcing_logits(generator, codes: np.ndarray, texts: list[str]) -> torch.Tensor:
+    """Logits (B, K, S, V) of the full delayed sequence in one forward pass, without the key-value cache."""
+    batch = generator.batch(torch.from_numpy(codes), texts)
+    b, k, s = batch["inputs"].shape
+    condition = generator.model.enc_to_dec_proj(batch["states"]) * batch["text_mask"][..., None]
+    out = generator.model.decoder(input_ids=batch["inputs"].reshape(b * k, s), encoder_hidden_states=condition,
+                                  encoder_attention_mask=batch["text_mask"][:, None, None, :], use_cache=False)
+    return out.logits.reshape(b, k, s, -1)
+
+
+def test_greedy_sample_is_the_teacher_forcing_argmax() -> None:
+    """With top_k = 1 each sampled code is the argmax, over its codebook's valid codes, of the logits a single
+    uncached teacher-forcing pass gives at its delayed position: the cached loop and the delay pattern agree."""
+    generator = tiny_generator()
+    texts = DESCRIPTIONS[:2]
+    codes = generator.sample(texts, 12, seed=0, top_k=1)
+    assert codes.shape == (2, generator.num_codebooks, 12)
+    logits = teacher_forcing_logits(generator, codes, texts)
+    _, targets, valid = delay_pattern(torch.from_numpy(codes), generator.special_token)
+    sizes = generator.codec.codebook_sizes
+    for q, size in enumerate(sizes):
+        best = logits[:, q, :, :size].argmax(-1)
+        assert torch.equal(best[valid[:, q]], targets[:, q][valid[:, q]])
+        assert codes[:, q].max() < size
+
+
+def test_sampling_is_seeded_and_respects_codebook_sizes() -> None:
+    generator = tiny_generator()
+    first = generator.sample(DESCRIPTIONS, 20, seed=3)
+    torch.manual_seed(123)  # global random state does not matter
+    np.testing.assert_array_equal(first, generator.sample(DESCRIPTIONS, 20, seed=3))
+    assert not np.array_equal(first, generator.sample(DESCRIPTIONS, 20, seed=4))
+    for q, size in enumerate(generator.codec.codebook_sizes):
+        assert 0 <= first[:, q].min() and first[:, q].max() < size
+
+
+def test_generated_queries_are_added_once_and_reused(tmp_path) -> None:
+    import soundfile as sf
+
+    generator = tiny_generator()
+    rows = []
+    for i, text in enumerate(DESCRIPTIONS):
+        path = tmp_path / f"t{i}.wav"
+        sf.write(str(path), tone([220 * (i + 1)], seconds=1.0, seed=i), SR)
+        rows.append({"track_id": f"t{i}", "split": "train", "path": path.name, "description": text})
+    manifest = Manifest(pd.DataFrame(rows), tmp_path)
+    extended = add_generated_queries(manifest, generator, count=3, seconds=0.5, seed=0, progress=False)
+    queries = extended.table[extended.table["query_kind"] == "generated"]
+    assert queries["track_id"].tolist() == ["q_generated_00", "q_generated_01", "q_generated_02"]
+    assert set(queries["description"]) <= set(DESCRIPTIONS) and (queries["split"] == "query").all()
+    assert (queries["source_ids"] == "").all()
+    audio, rate = sf.read(str(extended.path_of("q_generated_00")))
+    assert rate == SR and audio.shape[0] == 25 * generator.codec.config.hop_length and np.abs(audio).max() > 0
+    stamp = extended.path_of("q_generated_01").stat().st_mtime_ns
+    again = add_generated_queries(manifest, generator, count=3, seconds=0.5, seed=0, progress=False)
+    assert again.sha256() == extended.sha256() and extended.path_of("q_generated_01").stat().st_mtime_ns == stamp
+    assert manifest.content_key(manifest.train_ids) == extended.content_key(extended.train_ids)
