@@ -199,3 +199,61 @@ def write_results(results: str | Path, command: str, study: Study, table: pd.Dat
         *(["## Runs not judged", "", *[f"- {s}" for s in skipped], ""] if skipped else []),
     ]
     (results / "README.md").write_text("\n".join(lines))
+
+
+def abstention_markdown(table: pd.DataFrame, gates: pd.DataFrame, queries: pd.DataFrame, refused: Sequence[str],
+                        command: str) -> str:
+    """The abstention page: per setting the rule and its rates on the evaluation half, LUMINA's gates before and
+    after, and how the halves were drawn."""
+    counts = queries.groupby(["kind", "half"]).size().unstack(fill_value=0)
+    lines = ["# Abstention: is a query attributable at all?", "", f"Command: `{command}`", "",
+             "Positives: near-copy queries (their sources measurably influence the model). Negatives: held-out and "
+             "out-of-domain queries (no source in training). Each setting's rule (one signal, one threshold) is "
+             "chosen and fitted on the calibration half, at most 5 % of its negatives attributable, and every rate "
+             "below is measured on the evaluation half. Composition, production, sample and generated queries are "
+             "reported apart (attributable rate), not as positives or negatives. Definitions: docs/abstention.md.", "",
+             "Queries per kind and half: " + "; ".join(
+                 f"{kind} {row.get('calibration', 0)}+{row.get('evaluation', 0)}" for kind, row in counts.iterrows()),
+             "", "## Per method setting (evaluation half)", ""]
+    other = [c for c in table.columns if c.startswith("attributable_") and c not in
+             ("attributable_near_copy", "attributable_held_out", "attributable_out_of_domain")]
+    lines.append(markdown_table(table, ["method", "setting", "signal", "threshold", "evaluation_auc",
+                                        "recall_near_copy", "attributable_held_out", "attributable_out_of_domain",
+                                        "false_share_negatives", *other]))
+    if not gates.empty:
+        lines += ["", "## LUMINA's gates: share given to a query without a source, before and after abstention", "",
+                  "Before: the sources' rule (a query gets shares whenever a song passes the gate). After: shares "
+                  "only when the channel's setting (lumina-P, lumina-M) finds the query attributable.", "",
+                  markdown_table(gates, ["gate", "channel", "false_share_before", "false_share_after",
+                                         "recall_before", "recall_after"])]
+    if refused:
+        lines += ["", "Runs not read: " + "; ".join(refused)]
+    return "\n".join(lines) + "\n"
+
+
+def write_abstention_report(table: pd.DataFrame, gates: pd.DataFrame, rocs: dict, queries: pd.DataFrame,
+                            refused: Sequence[str], results: Path, command: str) -> Path:
+    """`abstention.csv` (settings, then gates), `abstention.md` and `figures/abstention_roc.png` in `results`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results.mkdir(parents=True, exist_ok=True)
+    combined = pd.concat([table.assign(level="setting"), gates.assign(level="gate")], ignore_index=True)
+    combined.insert(0, "level", combined.pop("level"))
+    combined.assign(command=command).to_csv(results / "abstention.csv", index=False)
+    (results / "figures").mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    for name, curve in sorted(rocs.items(), key=lambda kv: -kv[1]["auc"]):
+        ax.plot(curve["fpr"], curve["tpr"], drawstyle="steps-post", label=f"{name} (AUC {curve['auc']:.2f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("negatives attributable (false-share rate)")
+    ax.set_ylabel("near-copies attributable (recall)")
+    ax.set_title("Abstention: each setting's chosen signal, evaluation half")
+    ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(results / "figures" / "abstention_roc.png", dpi=120)
+    plt.close(fig)
+    (results / "abstention.md").write_text(abstention_markdown(table, gates, queries, refused, command))
+    return results / "abstention.md"

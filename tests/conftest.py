@@ -16,12 +16,12 @@ TINY_MUSIC21 = {
     "train_pieces": 6,
     "track_s": 3.0,
     "queries": {"near_copy": 7, "composition": 4, "production": 2, "held_out": 2, "sample": 1, "out_of_domain": 2},
-    "control_tracks": 2,
+    "control_tracks": 4,
     "sample_s": 1.0,
     "out_of_domain_textures": ["white_noise", "speech"],
 }
 """Overrides of conf/data/music21.yaml for tests: 12 training tracks of 3 s, every near-copy and composition
-variant once, a sample query, a noise and a speech query (18 queries), 2 control tracks."""
+variant once, a sample query, a noise and a speech query (18 queries), 4 control tracks (the reference queries of abstention)."""
 
 
 def data_config(name: str, **overrides: object) -> dict:
@@ -45,5 +45,5 @@ def corpus_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tiny_music21_cfg: dict, corpus_cache: Path) -> Manifest:
-    """The tiny embedded corpus (seed 0), built with two worker processes: 12 train, 18 query, 2 control."""
+    """The tiny embedded corpus (seed 0), built with two worker processes: 12 train, 18 query, 4 control."""
     return build_corpus(tiny_music21_cfg, corpus_cache, threads=2, progress=False)

@@ -42,7 +42,7 @@ def rows(manifest: Manifest, split: str) -> pd.DataFrame:
 
 def test_split_sizes_and_ids(tiny_corpus: Manifest) -> None:
     table = tiny_corpus.table
-    assert table["split"].value_counts().to_dict() == {"train": 12, "query": 18, "control": 2}
+    assert table["split"].value_counts().to_dict() == {"train": 12, "query": 18, "control": 4}
     assert tiny_corpus.train_ids == [f"t{i:04d}" for i in range(12)]
     kinds = table.loc[table["split"] == "query", "query_kind"].value_counts().to_dict()
     assert kinds == {"near_copy": 7, "composition": 4, "production": 2, "held_out": 2, "sample": 1,
@@ -219,8 +219,8 @@ def test_cached_corpus_is_reused_and_an_interrupted_build_resumed(tiny_corpus: M
 def test_build_record(tiny_corpus: Manifest) -> None:
     record = json.loads((tiny_corpus.root / "build.json").read_text())
     assert record["complete"] and record["builder"] == "music21"
-    assert record["split_sizes"] == {"train": 12, "query": 18, "control": 2}
-    assert record["pieces_parsed"] == 13 + len(record["skipped_pieces"])
+    assert record["split_sizes"] == {"train": 12, "query": 18, "control": 4}
+    assert record["pieces_parsed"] == 15 + len(record["skipped_pieces"])
     assert all(item["piece"] and item["reason"] for item in record["skipped_pieces"])
     assert record["manifest_sha256"] == tiny_corpus.sha256()
     assert tiny_corpus.root.name.startswith("music21-")

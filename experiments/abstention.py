@@ -1,0 +1,88 @@
+"""Is each query attributable at all? The abstention study over every method setting of this experiment.
+
+    python -m experiments.abstention
+    python -m experiments.abstention abstention.results=results/seed0
+
+Per setting: the signals of every query (lumina.abstention), the rule chosen and fitted on the calibration half
+(near-copies against held-out and out-of-domain queries), its rates on the evaluation half, and the per-query
+verdicts written into the run folder (`abstention.csv`, joined by Aria's per-query table). For LUMINA, the
+false-share rate of each gate before and after abstention. Writes `abstention.{md,csv}` and
+`figures/abstention_roc.png` into `abstention.results` (docs/abstention.md).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+import pandas as pd
+from omegaconf import DictConfig
+
+from groundtruth.abstention import (
+    evaluate_setting,
+    gate_rates,
+    loss_signal,
+    lumina_gate_shares,
+    lumina_reference_tops,
+    query_table,
+    setting_signals,
+    write_flags,
+)
+from groundtruth.judge import find_matrices
+from groundtruth.report import write_abstention_report
+from groundtruth.study import study_losses
+from lumina.context import configure_runtime, generator_loader, layout, load_corpus
+from lumina.database import read_database
+from lumina.errors import ParameterError
+from lumina.generator.codes import encode_tracks
+from lumina.methods.lumina import database_path
+from lumina.methods.options import LuminaOptions
+
+
+@hydra.main(config_path="../conf", config_name="abstention", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    configure_runtime(cfg)
+    options = cfg.abstention
+    manifest = load_corpus(cfg)
+    where = layout(cfg, manifest)
+    matrices, refused = find_matrices(options.runs or where.runs)
+    if not matrices:
+        raise ParameterError(f"{options.runs or where.runs}: no finished runs (python -m experiments.run +method=NAME)")
+    generator = generator_loader(cfg, manifest)()
+    ids = manifest.table["track_id"].tolist()
+    codes = encode_tracks(generator.codec, manifest, ids, Path(cfg.paths.cache), progress=bool(cfg.progress))
+    descriptions = dict(zip(ids, manifest.table["description"], strict=True))
+    losses = dict(zip(ids, study_losses(generator, codes, descriptions, ids)[0], strict=True))
+    reference = manifest.control_ids if len(manifest.control_ids) >= 3 else manifest.train_ids
+    queries = query_table(manifest, manifest.query_ids, int(options.split_seed))
+    loss_z = dict(zip(queries["query_id"], loss_signal(losses, queries["query_id"], reference), strict=True))
+    db_path = database_path(LuminaOptions(), where.method_cache("lumina"))
+    db = read_database(db_path) if db_path.exists() else None
+    tops = lumina_reference_tops(db) if db is not None and len(db.ids("control")) >= 3 else {}
+    rows, rocs, flags_by_setting = [], {}, {}
+    for folder, artefact in matrices:
+        reference_tops = tops.get(artefact.setting) if artefact.method == "lumina" else None
+        signals = setting_signals(artefact, queries, loss_z, reference_tops)
+        row, flags, curve = evaluate_setting(signals, list(options.signals),
+                                             max_false_rate=float(options.max_false_rate))
+        write_flags(flags, folder)
+        rows.append({"method": artefact.method, "setting": artefact.setting, **row})
+        rocs[f"{artefact.method}/{artefact.setting}"] = curve
+        flags_by_setting[artefact.setting] = flags.set_index("query_id")["attributable"]
+    gates = []
+    if db is not None:
+        shares = lumina_gate_shares(db, queries, list(options.gates))
+        for (gate, channel), part in shares.groupby(["gate", "channel"]):
+            after = flags_by_setting.get(f"lumina-{channel}", pd.Series(dtype=bool))
+            gates.append({"gate": gate, "channel": channel, **gate_rates(part, after)})
+    command = " ".join(["python -m experiments.abstention", *sys.argv[1:]])
+    path = write_abstention_report(pd.DataFrame(rows), pd.DataFrame(gates), rocs, queries, refused,
+                                   Path(options.results), command)
+    print(pd.DataFrame(rows)[["method", "setting", "signal", "evaluation_auc", "recall_near_copy",
+                              "false_share_negatives"]].to_string(index=False))
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()

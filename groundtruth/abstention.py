@@ -1,0 +1,148 @@
+"""The abstention study (docs/abstention.md#how-the-rules-are-measured): per method setting, which signal tells
+queries with a measured source (near-copies) from queries without one (held-out music, out-of-domain audio),
+with the operating point fitted on one half of the queries and the rates reported on the other.
+
+Composition, production, sample and generated queries are reported apart: similar to training songs, or of
+unknown origin, not measured influence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aria.io import ScoreArtefact
+from aria.normalize import track_scores
+from lumina.abstention import (
+    DIRECTIONS,
+    HALVES,
+    NEGATIVE_KINDS,
+    POSITIVE_KINDS,
+    choose_rule,
+    column_signals,
+    flag_queries,
+    reference_z,
+    roc,
+    split_halves,
+)
+from lumina.manifest import Manifest
+
+QUERIES_FILE = "abstention.csv"
+"""Per-query verdicts written into each run folder (Aria's per-query table joins them)."""
+
+
+def query_table(manifest: Manifest, query_ids: Sequence[str], seed: int) -> pd.DataFrame:
+    """query_id, kind and half (calibration | evaluation, stratified by kind) of the queries."""
+    kinds = [str(manifest.row(q)["query_kind"]) for q in query_ids]
+    return pd.DataFrame({"query_id": list(query_ids), "kind": kinds, "half": split_halves(query_ids, kinds, seed)})
+
+
+def loss_signal(losses: Mapping[str, float], queries: Sequence[str], reference: Sequence[str]) -> np.ndarray:
+    """`loss_z` of each query: its generator loss against the reference tracks' losses (Q,)."""
+    return reference_z(np.array([losses[q] for q in queries]), np.array([losses[t] for t in reference]))
+
+
+def setting_signals(artefact: ScoreArtefact, queries: pd.DataFrame, loss_z: Mapping[str, float],
+                    reference_tops: np.ndarray | None = None) -> pd.DataFrame:
+    """Every signal of every query of one matrix (rows in `queries` order; queries the matrix lacks are NaN).
+
+    `reference_tops`: the top scores of reference queries (control tracks) in the matrix's units, when the method
+    can score them (LUMINA's cosine settings); otherwise `reference_z` is NaN."""
+    tracks = track_scores(artefact.scores, artefact.segment_track, artefact.track_ids, None)
+    signals = column_signals(tracks).assign(query_id=artefact.query_ids)
+    signals["top_track"] = [artefact.track_ids[i] for i in signals["top_track"]]
+    signals["reference_z"] = (reference_z(signals["top_score"].to_numpy(), reference_tops)
+                              if reference_tops is not None else np.nan)
+    out = queries.merge(signals, on="query_id", how="left")
+    out["loss_z"] = out["query_id"].map(loss_z).astype(float)
+    return out
+
+
+def evaluate_setting(signals: pd.DataFrame, candidates: Sequence[str], *, max_false_rate: float
+                     ) -> tuple[dict, pd.DataFrame, dict]:
+    """Fit the rule on the calibration half, flag every query, measure on the evaluation half.
+
+    Returns (summary row, per-query flags, ROC of the chosen signal on the evaluation half {fpr, tpr, auc})."""
+    labelled = signals[signals["kind"].isin(POSITIVE_KINDS + NEGATIVE_KINDS)]
+    calibration = labelled[labelled["half"] == HALVES[0]]
+    evaluation = labelled[labelled["half"] == HALVES[1]]
+    rule, calibration_aucs = choose_rule(
+        calibration, calibration["kind"].isin(POSITIVE_KINDS).to_numpy(), candidates,
+        max_false_rate=max_false_rate, fitted_on="calibration half")
+    flags = flag_queries(signals, rule)
+    held = flags[flags["half"] == HALVES[1]]
+    row = {"signal": rule.signal, "threshold": rule.threshold, "direction": rule.direction,
+           **{f"calibration_auc_{k}": v for k, v in calibration_aucs.items()}}
+    values = evaluation[rule.signal].to_numpy(dtype=np.float64)
+    ok = ~np.isnan(values)
+    fpr, tpr, auc = roc(values[ok], evaluation["kind"].isin(POSITIVE_KINDS).to_numpy()[ok], DIRECTIONS[rule.signal])
+    row["evaluation_auc"] = auc
+    row["recall_near_copy"] = float(held.loc[held["kind"] == "near_copy", "attributable"].mean())
+    negatives = held[held["kind"].isin(NEGATIVE_KINDS)]
+    row["false_share_negatives"] = float(negatives["attributable"].mean())
+    for kind in sorted(set(held["kind"])):
+        row[f"attributable_{kind}"] = float(held.loc[held["kind"] == kind, "attributable"].mean())
+        row[f"n_{kind}"] = int((held["kind"] == kind).sum())
+    return row, flags, {"fpr": fpr, "tpr": tpr, "auc": auc}
+
+
+def gate_rates(shared: pd.DataFrame, attributable: pd.Series) -> dict:
+    """False-share rate on negatives and share rate on near-copies of a LUMINA gate, before (the sources' rule:
+    any qualified song gets a share) and after abstention (shares only for attributable queries).
+
+    shared: query_id, kind, half, any_share (bool) for one gate; attributable: query_id → bool. Evaluation half."""
+    held = shared[shared["half"] == HALVES[1]].copy()
+    held["after"] = held["any_share"] & held["query_id"].map(attributable).fillna(False).astype(bool)
+    negatives = held["kind"].isin(NEGATIVE_KINDS)
+    positives = held["kind"].isin(POSITIVE_KINDS)
+    return {"false_share_before": float(held.loc[negatives, "any_share"].mean()),
+            "false_share_after": float(held.loc[negatives, "after"].mean()),
+            "recall_before": float(held.loc[positives, "any_share"].mean()),
+            "recall_after": float(held.loc[positives, "after"].mean())}
+
+
+def write_flags(flags: pd.DataFrame, run_dir: Path) -> Path:
+    columns = ["query_id", "kind", "half", "attributable", "abstain_reason", "rule", "threshold", "top_track",
+               *DIRECTIONS]
+    path = Path(run_dir) / QUERIES_FILE
+    flags[[c for c in columns if c in flags]].to_csv(path, index=False)
+    return path
+
+
+def lumina_reference_tops(db) -> dict[str, np.ndarray]:
+    """Top cosine (over training songs) of each control track in LUMINA's cosine settings: {setting: (C,)}."""
+    from lumina.methods.lumina import channel_matrix
+    from lumina.signature_scoring import unit_rows
+
+    train, controls = db.ids("train"), db.ids("control")
+    out = {}
+    for channel in ("P", "M", "PM"):
+        cos = unit_rows(channel_matrix(db, channel, train)) @ unit_rows(channel_matrix(db, channel, controls)).T
+        out[f"lumina-{channel}"] = cos.max(axis=0)
+    return out
+
+
+def lumina_gate_shares(db, queries: pd.DataFrame, gates: Sequence[str]) -> pd.DataFrame:
+    """Whether each query gets any share under each gate and channel with the sources' rule (no abstention):
+    rows (query_id, kind, half, gate, channel, any_share)."""
+    from dataclasses import replace
+
+    from lumina.report import attribute, prepare
+    from lumina.signature_scoring import ScoringConfig
+
+    rows = []
+    present = set(db.ids("query"))
+    for gate in gates:
+        reference = prepare(db, replace(ScoringConfig(), gate=gate, abstain=False))
+        for q in queries.itertuples():
+            if q.query_id not in present:
+                continue
+            index = db.row_of(q.query_id)
+            channels = attribute({c: db.signatures[c][index] for c in ("P", "M")}, reference)
+            for channel, scores in channels.items():
+                rows.append({"query_id": q.query_id, "kind": q.kind, "half": q.half, "gate": gate,
+                             "channel": channel, "any_share": bool(scores.share.sum() > 0)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One seed's whole study, resumable per stage (docs/replication.md):
+#   scripts/study.sh SEED            # every method setting, abstention, leaderboard, 32 subset models, ground truth
+# Tables go to results/seed<SEED>/; expensive stages leave a stamp (with their wall seconds) in
+# outputs/study/seed<SEED>/ and are skipped when rerun; the cheap stages that read them always rerun.
+set -uo pipefail
+SEED=${1:?usage: scripts/study.sh SEED}
+PY=${PY:-.venv/bin/python}
+OUT=results/seed$SEED
+STAMPS=outputs/study/seed$SEED
+mkdir -p "$STAMPS" "$OUT"
+failed=0
+stage() {  # stage NAME stamp|always COMMAND...: run a stage, record its wall seconds
+  local name=$1 mode=$2; shift 2
+  if [ "$mode" = stamp ] && [ -f "$STAMPS/$name.done" ]; then echo "== $name: done before ($(cat "$STAMPS/$name.done") s)"; return; fi
+  echo "== $name (seed $SEED) $(date -u +%H:%M:%S)"
+  local start; start=$(date +%s)
+  if "$@"; then
+    [ "$mode" = stamp ] && echo $(( $(date +%s) - start )) > "$STAMPS/$name.done"
+  else
+    echo "!! $name failed (exit $?); the other stages go on" >&2; failed=1
+  fi
+}
+for m in lumina trak gradcos graddot tracin logra factgrass unlearning embedding clap mert; do
+  stage "run-$m" stamp "$PY" -m experiments.run +method=$m seed="$SEED" progress=false
+done
+for e in madmom-chordfeat madmom-notes; do
+  stage "run-embedding-$e" stamp "$PY" -m experiments.run +method=embedding method.encoder=$e seed="$SEED" progress=false
+done
+stage abstention always "$PY" -m experiments.abstention seed="$SEED" abstention.results="$OUT"
+stage leaderboard always "$PY" -m experiments.leaderboard seed="$SEED" leaderboard.results="$OUT"
+stage subsets stamp "$PY" -m experiments.subsets seed="$SEED" progress=false
+stage ground_truth always "$PY" -m experiments.ground_truth seed="$SEED" ground_truth.results="$OUT" \
+  ground_truth.leaderboard="$OUT/leaderboard.csv"
+exit $failed

@@ -1,0 +1,170 @@
+"""Abstention: the signals and rules by hand, and on the tiny corpus and model a noise and a speech query get no
+shares while a near-copy query does."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from groundtruth.abstention import evaluate_setting, gate_rates
+from lumina.abstention import (
+    AbstentionRule,
+    choose_rule,
+    column_signals,
+    fit_rule,
+    reference_z,
+    roc,
+    split_halves,
+)
+from lumina.database import Track, build_database
+from lumina.errors import ParameterError
+from lumina.generator.embedded import EmbeddedModelConfig, train_embedded
+from lumina.generator.training import TrainConfig
+from lumina.report import attribute_file, to_markdown
+from lumina.signature_scoring import ScoringConfig
+from lumina.signatures import SignatureConfig
+from tests.generator_fixtures import TINY_CODEC, TINY_LM
+
+
+def test_column_signals_by_hand() -> None:
+    tracks = np.array([[3.0, 1.0], [1.0, 2.0], [1.0, 3.0], [1.0, 2.0]])
+    signals = column_signals(tracks)
+    assert signals["top_score"].tolist() == [3.0, 3.0] and signals["top_track"].tolist() == [0, 2]
+    # column 0: mean 1.5, population std sqrt(0.75); column 1: mean 2, std sqrt(0.5)
+    np.testing.assert_allclose(signals["top_standout"], [1.5 / math.sqrt(0.75), 1.0 / math.sqrt(0.5)])
+    assert ((signals["collapse"] >= 0) & (signals["collapse"] <= 1 + 1e-12)).all()
+
+
+def test_collapse_is_one_for_a_common_direction_and_shared_for_orthogonal_columns() -> None:
+    pattern = np.array([1.0, -2.0, 0.5, 0.5])
+    collapsed = column_signals(np.outer(pattern, [1.0, 2.0, -3.0]))
+    np.testing.assert_allclose(collapsed["collapse"], 1.0)
+    a, b = np.array([1.0, -1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0, -1.0])
+    split = column_signals(np.c_[a, 2 * b])  # the first direction is one column's: the other has none of it
+    np.testing.assert_allclose(sorted(split["collapse"]), [0.0, 1.0], atol=1e-12)
+
+
+def test_reference_z_and_its_refusals() -> None:
+    np.testing.assert_allclose(reference_z(np.array([4.0]), np.array([1.0, 2.0, 3.0])), [2.0])  # sd 1
+    with pytest.raises(ParameterError, match="at least 3"):
+        reference_z(np.array([1.0]), np.array([1.0, 2.0]))
+    with pytest.raises(ParameterError, match="all equal"):
+        reference_z(np.array([1.0]), np.ones(4))
+
+
+def test_roc_auc_is_mann_whitney_with_ties_halved() -> None:
+    values = np.array([0.9, 0.8, 0.5, 0.5, 0.3, 0.1])
+    positive = np.array([True, True, True, False, False, False])
+    fpr, tpr, auc = roc(values, positive)
+    u = stats.mannwhitneyu(values[positive], values[~positive]).statistic
+    assert math.isclose(auc, u / 9) and math.isclose(auc, 8.5 / 9)
+    assert fpr[-1] == tpr[-1] == 1.0 and fpr[0] == tpr[0] == 0.0
+    assert math.isclose(roc(-values, positive, direction=-1)[2], auc)
+
+
+def test_fit_rule_keeps_the_false_rate_and_maximises_recall() -> None:
+    values = np.array([5.0, 6.0, 7.0, 1.0, 2.0, 3.0, 4.0])
+    positive = np.array([True] * 3 + [False] * 4)
+    rule = fit_rule(values, positive, "top_score", max_false_rate=0.0)
+    assert rule.threshold == 4.5 and rule.attributable(np.array([4.4, 4.6])).tolist() == [False, True]
+    lenient = fit_rule(values, positive, "top_score", max_false_rate=0.25)  # one of four negatives may pass
+    assert lenient.threshold == 3.5
+    lower_better = fit_rule(-values, positive, "loss_z", max_false_rate=0.0)  # loss_z: smaller is attributable
+    assert lower_better.threshold == -4.5 and lower_better.attributable(np.array([-5.0, -4.0])).tolist() == [True,
+                                                                                                            False]
+    assert "no training track stands out" in rule.reason(1.0) and rule.reason(9.0).startswith("top_score 9")
+
+
+def test_choose_rule_picks_the_separating_signal() -> None:
+    rng = np.random.default_rng(0)
+    positive = np.array([True] * 10 + [False] * 10)
+    signals = pd.DataFrame({"top_score": rng.standard_normal(20), "top_standout": positive * 5.0 + rng.random(20)})
+    rule, aucs = choose_rule(signals, positive, ["top_score", "top_standout"])
+    assert rule.signal == "top_standout" and aucs["top_standout"] == 1.0
+    assert rule.attributable(signals["top_standout"].to_numpy()).tolist() == positive.tolist()
+
+
+def test_halves_are_stratified_by_kind_and_seeded() -> None:
+    kinds = ["near_copy"] * 5 + ["held_out"] * 4
+    halves = split_halves([f"q{i}" for i in range(9)], kinds, seed=0)
+    table = pd.DataFrame({"kind": kinds, "half": halves})
+    assert table.groupby(["kind", "half"]).size().to_dict() == {
+        ("held_out", "calibration"): 2, ("held_out", "evaluation"): 2,
+        ("near_copy", "calibration"): 3, ("near_copy", "evaluation"): 2}
+    assert halves.tolist() == split_halves([f"q{i}" for i in range(9)], kinds, seed=0).tolist()
+
+
+def test_evaluation_is_on_the_held_half_only() -> None:
+    """A rule fitted on a calibration half where one signal separates perfectly, measured on an evaluation half
+    where it fails for one negative: the rates are the evaluation half's."""
+    rows = []
+    for half, negative_top in (("calibration", [0.1, 0.2]), ("evaluation", [0.1, 0.95])):
+        rows += [{"query_id": f"p-{half}-{i}", "kind": "near_copy", "half": half, "top_score": v}
+                 for i, v in enumerate([0.9, 1.0])]
+        rows += [{"query_id": f"n-{half}-{i}", "kind": "held_out", "half": half, "top_score": v}
+                 for i, v in enumerate(negative_top)]
+        rows.append({"query_id": f"c-{half}", "kind": "composition", "half": half, "top_score": 0.5})
+    row, flags, _ = evaluate_setting(pd.DataFrame(rows), ["top_score"], max_false_rate=0.0)
+    assert row["threshold"] == pytest.approx(0.55)
+    assert row["recall_near_copy"] == 1.0 and row["false_share_negatives"] == 0.5
+    assert row["attributable_composition"] == 0.0 and len(flags) == 10
+
+
+def test_gate_rates_before_and_after() -> None:
+    shared = pd.DataFrame({"query_id": ["a", "b", "c", "d"], "kind": ["near_copy", "held_out", "out_of_domain",
+                                                                       "held_out"],
+                           "half": ["evaluation"] * 4, "any_share": [True, True, True, False]})
+    rates = gate_rates(shared, pd.Series({"a": True, "b": False, "c": True, "d": True}))
+    assert rates == {"false_share_before": 2 / 3, "false_share_after": 1 / 3, "recall_before": 1.0,
+                     "recall_after": 1.0}
+
+
+def test_rule_roundtrip() -> None:
+    rule = AbstentionRule("collapse", 0.4, -1, "calibration half")
+    assert AbstentionRule(**rule.as_dict()) == rule
+
+
+# -- on the tiny corpus and a model trained on it ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_attribution(tiny_corpus, tmp_path_factory):
+    """A tiny model trained on the tiny corpus and LUMINA's database of its training and control tracks."""
+    config = EmbeddedModelConfig(codec=TINY_CODEC, lm=TINY_LM, train=TrainConfig(
+        epochs=12, batch_size=4, crop_frames=96, warmup_steps=2, checkpoints=0, resume_every=1000))
+    cache = tmp_path_factory.mktemp("abstention")
+    generator = train_embedded(tiny_corpus, config, cache, progress=False)
+    tracks = [Track(t, s, tiny_corpus.path_of(t), d) for t, s, d in
+              tiny_corpus.table[["track_id", "split", "description"]].itertuples(index=False)
+              if s in ("train", "control")]
+    db = build_database(cache / "signatures.h5", generator, tracks, SignatureConfig(chunk_s=1.0), progress=False)
+    return tiny_corpus, generator, db
+
+
+def test_noise_and_speech_get_no_share_and_a_near_copy_does(tiny_attribution) -> None:
+    manifest, generator, db = tiny_attribution
+    verdicts = {}
+    for query in ("q_near_copy_00", "q_out_of_domain_00", "q_out_of_domain_01"):
+        report = attribute_file(manifest.path_of(query), db, ScoringConfig(), generator=generator,
+                                description=manifest.description_of(query))
+        channel = report["channels"]["P"]
+        verdicts[query] = (channel["attributable"], sum(r["share"] for r in channel["rows"]))
+        assert report["abstention"]["references"] == "control tracks" and report["schema_version"] == 2
+        assert len(report["hashes"]["audio_sha256"]) == 64
+    assert manifest.row("q_out_of_domain_01")["variant"] == "speech"
+    assert verdicts["q_out_of_domain_00"] == (False, 0.0), "white noise"
+    assert verdicts["q_out_of_domain_01"] == (False, 0.0), "speech"
+    assert verdicts["q_near_copy_00"][0] and math.isclose(verdicts["q_near_copy_00"][1], 1.0)
+
+
+def test_the_old_rule_stays_available_and_the_markdown_says_none(tiny_attribution) -> None:
+    manifest, generator, db = tiny_attribution
+    noise = manifest.path_of("q_out_of_domain_00")
+    old = attribute_file(noise, db, ScoringConfig(abstain=False), generator=generator)
+    assert sum(r["share"] for r in old["channels"]["P"]["rows"]) == pytest.approx(1.0)  # shares for noise
+    new = attribute_file(noise, db, ScoringConfig(), generator=generator)
+    text = to_markdown(new)
+    assert "no training song stands out" in text.lower() and "Verdict" in text
