@@ -145,6 +145,7 @@ def to_markdown(report: dict, top: int = 10) -> str:
     lines = [f"# LUMINA attribution: `{report['audio']}`", ""]
     lines += [f"- database: `{report['database']}` ({report['n_train']} training songs, model "
               f"`{report['model_hash']}`)",
+              f"- catalogue version: `{report.get('catalogue_key') or 'unknown'}`",
               f"- description: `{report['description']}`",
               f"- extraction: {report['timing']['extraction_s']:.3f} s; similarity and shares: "
               f"{report['timing']['similarity_ms']:.3f} ms",
@@ -204,6 +205,7 @@ def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: Scori
         times.append(time.perf_counter() - started)
     return {
         "audio": str(audio_path), "database": str(db.path), "description": description,
+        "catalogue_key": db.provenance.get("catalogue_key", ""),
         "model_id": db.provenance["model_id"], "model_hash": db.provenance["model_hash"],
         "n_train": len(reference.track_ids), "signature_settings": {k: db.provenance[k] for k in (
             "mode", "channel_split", "segments", "chunk_s", "codebook_weights", "codebook_weighting",
