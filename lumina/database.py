@@ -39,6 +39,7 @@ from execution import options as parallel_options
 from lumina import __version__
 from lumina.audio import file_sha256, load_audio
 from lumina.errors import AudioError, GradientError, ParameterError
+from lumina.generator.remote import generator_handle, use, worker_generator
 from lumina.locking import cache_lock
 from lumina.manifest import AUDIO_SHA256, Manifest
 from lumina.signatures import (
@@ -316,25 +317,16 @@ def extend(path: Path, generator, todo: Sequence[Track], config: SignatureConfig
             bar.set_postfix(skipped=n_skipped)
 
 
-_WORKER_GENERATOR = None
-"""The generator of a worker process signing shards (set once per process by `_use_generator`)."""
-
-
-def _use_generator(generator) -> None:
-    global _WORKER_GENERATOR
-    _WORKER_GENERATOR = generator
-
-
 def sign_shard(job: tuple[str, list[Track], SignatureConfig, int, int]) -> str:
     """A task: sign the tracks of one shard into its own database file (resuming what it holds) and return its
     path. job: (shard path, tracks, config, batch size, torch threads)."""
     path, tracks, config, batch_size, threads = job
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
+    generator = worker_generator()
     with cache_lock(path):
-        db = open_database(path, database_provenance(_WORKER_GENERATOR, config))
-        todo = unsigned(db, tracks)
-        extend(Path(path), _WORKER_GENERATOR, todo, config, batch_size=batch_size, progress=False)
+        db = open_database(path, database_provenance(generator, config))
+        extend(Path(path), generator, unsigned(db, tracks), config, batch_size=batch_size, progress=False)
     return path
 
 
@@ -346,11 +338,11 @@ def merge_shard(path: Path, shard: Path) -> None:
     shard.unlink()
 
 
-def sign_sharded(path: Path, generator, tracks: Sequence[Track], todo: Sequence[Track], config: SignatureConfig, *,
-                 batch_size: int, progress: bool) -> None:
-    """Sign `todo` as tasks of `parallel_map`, a shard (`shard_size` consecutive tracks of `tracks`) a task, each
-    into `<path>.shards/<first>-<key>.h5`, merged into `path` in order. A shard file left by an interrupted
-    run is resumed; a shard's key names its tracks and contents, so a changed shard is never mixed in."""
+def shard_jobs(path: Path, tracks: Sequence[Track], todo: Sequence[Track], config: SignatureConfig,
+               batch_size: int) -> list[tuple[str, list[Track], SignatureConfig, int, int]]:
+    """The `sign_shard` jobs of `todo`: a shard is the unsigned tracks among `shard_size` consecutive tracks of
+    `tracks`, written to `<path>.shards/<first>-<key>.h5`, its key naming its tracks and their contents (so a
+    shard file left by an interrupted run is resumed, and a changed shard is never mixed in)."""
     size = parallel_options().shard_size
     wanted = {(t.track_id, track_content(t)) for t in todo}
     jobs = []
@@ -360,7 +352,14 @@ def sign_sharded(path: Path, generator, tracks: Sequence[Track], todo: Sequence[
             key = hashlib.sha256("|".join(f"{t.track_id}:{track_content(t)}" for t in shard).encode()).hexdigest()
             jobs.append((str(path.with_name(path.name + ".shards") / f"{first:07d}-{key[:12]}.h5"), shard, config,
                          batch_size, 1))
-    results = parallel_map(sign_shard, jobs, initializer=_use_generator, initargs=(generator,),
+    return jobs
+
+
+def sign_sharded(path: Path, generator, tracks: Sequence[Track], todo: Sequence[Track], config: SignatureConfig, *,
+                 batch_size: int, progress: bool) -> None:
+    """Sign `todo` as tasks of `parallel_map` (`shard_jobs`), each shard merged into `path` in order."""
+    jobs = shard_jobs(path, tracks, todo, config, batch_size)
+    results = parallel_map(sign_shard, jobs, initializer=use, initargs=(generator_handle(generator),),
                            gpus=parallel_options().gpus_per_task)
     for shard in tqdm(results, total=len(jobs), desc=f"LUMINA shards ({path.name})", disable=not progress,
                       unit="shard"):
