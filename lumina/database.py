@@ -351,16 +351,17 @@ def shard_jobs(path: Path, tracks: Sequence[Track], todo: Sequence[Track], confi
         if shard:
             key = hashlib.sha256("|".join(f"{t.track_id}:{track_content(t)}" for t in shard).encode()).hexdigest()
             jobs.append((str(path.with_name(path.name + ".shards") / f"{first:07d}-{key[:12]}.h5"), shard, config,
-                         batch_size, 1))
+                         batch_size, torch.get_num_threads()))
     return jobs
 
 
 def sign_sharded(path: Path, generator, tracks: Sequence[Track], todo: Sequence[Track], config: SignatureConfig, *,
                  batch_size: int, progress: bool) -> None:
-    """Sign `todo` as tasks of `parallel_map` (`shard_jobs`), each shard merged into `path` in order."""
+    """Sign `todo` as tasks of `parallel_map` (`shard_jobs`), each shard merged into `path` in order. A task
+    runs with this process's torch thread count and requests as many CPUs (same threads, same bits)."""
     jobs = shard_jobs(path, tracks, todo, config, batch_size)
     results = parallel_map(sign_shard, jobs, initializer=use, initargs=(generator_handle(generator),),
-                           gpus=parallel_options().gpus_per_task)
+                           cpus=torch.get_num_threads(), gpus=parallel_options().gpus_per_task)
     for shard in tqdm(results, total=len(jobs), desc=f"LUMINA shards ({path.name})", disable=not progress,
                       unit="shard"):
         merge_shard(path, Path(shard))

@@ -45,13 +45,17 @@ SHARD = 3
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A local Ray cluster of 2 CPUs for the module; the local backend again afterwards."""
+    """A local Ray cluster of 2 CPUs for the module (one torch thread here, so two one-CPU tasks run at once);
+    the local backend and the thread count again afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     configure(ParallelOptions(backend="ray", cpus=2, shard_size=SHARD))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
     yield
     ray.shutdown()
     configure(ParallelOptions())
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +76,13 @@ def tracks(tmp_path_factory) -> list[Track]:
 
 
 @pytest.fixture(scope="module")
-def local_db(tmp_path_factory, generator, tracks):
+def local_db(ray_cluster, tmp_path_factory, generator, tracks):
     """The reference: every track signed in this process on the local backend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    configure(ParallelOptions())
     try:
         return build_database(tmp_path_factory.mktemp("local") / "db.h5", generator, tracks, CFG, progress=False)
     finally:
-        torch.set_num_threads(before)
+        configure(ParallelOptions(backend="ray", cpus=2, shard_size=SHARD))
 
 
 def assert_same_database(a, b) -> None:

@@ -106,10 +106,11 @@ def example_rows(
         missing = [(b, index) for b, index in enumerate(order) if not batch_file(folder, batch_size, b).exists()]
         per_task = max(1, parallel_options().shard_size // batch_size)
         shards = [missing[i : i + per_task] for i in range(0, len(missing), per_task)]
+        threads = torch.get_num_threads()  # per task, as here: per-example gradients depend on the thread count
         task = functools.partial(rows_shard, names=names, items=items, reduce=reduce, folder=folder,
-                                 batch_size=batch_size)
+                                 batch_size=batch_size, threads=threads)
         results = parallel_map(task, shards, initializer=use, initargs=(generator_handle(generator),),
-                               gpus=parallel_options().gpus_per_task)
+                               cpus=threads, gpus=parallel_options().gpus_per_task)
         for _ in tqdm(results, total=len(shards), desc=f"{desc} (shards)", disable=not progress or not shards,
                       unit="shard"):
             pass
@@ -140,10 +141,11 @@ def batch_file(folder: Path, batch_size: int, b: int) -> Path:
 
 
 def rows_shard(shard: Sequence[tuple[int, np.ndarray]], *, names: Sequence[str], items: Sequence[Item],
-               reduce: Callable[[torch.Tensor], torch.Tensor], folder: Path, batch_size: int) -> int:
+               reduce: Callable[[torch.Tensor], torch.Tensor], folder: Path, batch_size: int, threads: int) -> int:
     """A task of `example_rows` (the worker's generator rebuilt by `lumina.generator.remote.use`): compute and
     cache the batches (index b, item indices) of one shard, skipping those already cached; returns how many it
     computed."""
+    torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
     generator = worker_generator()
     module = generator.loss_module()
