@@ -149,7 +149,7 @@ class LuminaOptions(MethodOptions):
     gate: str = option("sts1", "sts1: STS > 1 | conf95: confidence >= 0.95 | calibrated: cosine > mu0 + sigma0")
     weight: str = option("gated_sq", "gated_sq: max(0, STS-1)^2 | lip: tanh(k STS) | excess")
     positive_only: bool = option(True, "reports and shares: a song with cosine <= 0 never qualifies")
-    database: str | None = option(None, "signature database (HDF5); null: the run's cache folder")
+    database: str | None = option(None, "signature database (HDF5); null: the model's signature store")
     batch_size: int = option(8, "tracks committed to the database at a time")
 
 
