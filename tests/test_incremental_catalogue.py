@@ -2,6 +2,7 @@
 a takedown leaves every later score and report without recomputing the others, reports name the catalogue
 version, and two processes building the same signature store do not corrupt it."""
 
+# ruff: noqa: F811  (pytest fixtures imported from test_lumina_extraction are arguments here)
 from __future__ import annotations
 
 import json
@@ -12,13 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from lumina import database
 from lumina.audio import save_audio
 from lumina.context import Layout, method_context
 from lumina.database import build_database, manifest_tracks, read_database
-from lumina.generator.musicgen import MusicgenGenerator
 from lumina.manifest import Manifest
 from lumina.methods import get_method
 from lumina.methods.lumina import database_path, signature_store
@@ -26,22 +25,10 @@ from lumina.methods.options import LuminaOptions
 from lumina.report import attribute_file, to_markdown
 from lumina.signature_scoring import ScoringConfig
 from lumina.signatures import SignatureConfig
-from tests.generator_fixtures import SR, tiny_generator, tone
+from tests.generator_fixtures import SR, tone
+from tests.test_lumina_extraction import gen_dir, generator, one_thread  # noqa: F401  (tiny model, one thread)
 
 CFG = SignatureConfig(chunk_s=1.0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def generator(tmp_path_factory) -> MusicgenGenerator:
-    return MusicgenGenerator.load(tiny_generator().save(tmp_path_factory.mktemp("tiny") / "generator"))
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +57,9 @@ def counting(monkeypatch) -> list[str]:
     return calls
 
 
-def run_lumina(manifest: Manifest, generator, cache: Path):
+def run_lumina(manifest: Manifest, model, cache: Path):
     ctx = method_context(manifest, {**LuminaOptions().as_dict(), "chunk_s": 1.0},
-                         Layout(cache, cache / "runs", "tiny"), lambda: generator, progress=False)
+                         Layout(cache, cache / "runs", "tiny"), lambda: model, progress=False)
     return {m.setting: m for m in get_method("lumina")(ctx)}
 
 
