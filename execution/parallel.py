@@ -1,25 +1,83 @@
-"""One parallel map for every parallel stage of the harness.
+"""One parallel map for every parallel stage of the harness, on one of two backends (docs/execution.md).
 
-`parallel_map(fn, items, workers=W)` yields `fn(item)` for each item, in the order of `items`, computed in
-`W` spawned worker processes (in this process when `W <= 1`). Results stream back as they are ready, with at
-most `2 W` calls queued ahead of the consumer, so a consumer that stops early (or an interrupt) wastes little;
-each task should write its own result to disk before returning when the stage must resume after a crash.
+`parallel_map(fn, items, workers=W)` yields `fn(item)` for each item, in the order of `items`. Results stream
+back as they are ready, with a bounded number of calls queued ahead of the consumer, so a consumer that stops
+early (or an interrupt) wastes little; each task should write its own result to disk before returning when the
+stage must resume after a crash.
+
+Backends (`configure(ParallelOptions(...))`, the `parallel` config group; `local` until configured):
+
+- `local`: `W` spawned worker processes (in this process when `W <= 1`).
+- `ray`: one Ray task per item, each requesting `cpus` CPUs and `gpus` GPUs; how many run at once is what the
+  cluster's resources allow (`W` is not used). The cluster is the one at `address`, or a local one started
+  on first use with `cpus` CPUs (default: the `threads` setting). A task whose worker process dies is run
+  again (`max_retries` times); an exception raised by `fn` is not retried and reaches the caller.
 
 `fn` and the items must be picklable (a module-level function; a `functools.partial` of one for fixed
-arguments). `initializer(*initargs)` runs once in each worker before its first task (e.g. to load a model
-once per process); with `W <= 1` it runs once in this process.
+arguments). `initializer(*initargs)` runs once in each worker process before its first task of this map
+(e.g. to load a model once per process); with `W <= 1` on the local backend it runs once in this process.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+BACKENDS = ("local", "ray")
+PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
+"""Put first on the module path of the workers of a local Ray cluster, so that they import this checkout."""
+
+
+@dataclass(frozen=True)
+class ParallelOptions:
+    """How parallel stages run (conf/parallel/*.yaml)."""
+
+    backend: str = field(default="local", metadata={"help": "local (worker processes) or ray (Ray tasks)"})
+    address: str | None = field(default=None, metadata={
+        "help": "ray: the cluster to join ('auto' or host:port); null starts a local cluster"})
+    cpus: int | None = field(default=None, metadata={
+        "help": "ray: CPUs of the local cluster started when address is null (null: the threads setting)"})
+    gpus_per_task: float = field(default=0.0, metadata={
+        "help": "ray: GPUs each model stage's task requests (subset training, sharded extraction)"})
+    shard_size: int = field(default=16, metadata={
+        "help": "items per shard of a sharded extraction (tracks for LUMINA, examples for the gradient methods)"})
+    max_retries: int = field(default=3, metadata={"help": "ray: runs of a task again after its worker died"})
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"parallel.backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.shard_size < 1 or self.max_retries < 0:
+            raise ValueError(f"parallel.shard_size must be >= 1 and max_retries >= 0, got {self.shard_size}, "
+                             f"{self.max_retries}")
+
+
+_OPTIONS = ParallelOptions()
+
+
+def configure(options: ParallelOptions) -> None:
+    """Set the backend of every later `parallel_map` in this process."""
+    global _OPTIONS
+    _OPTIONS = options
+
+
+def options() -> ParallelOptions:
+    """The configured backend options."""
+    return _OPTIONS
+
+
+def distributed() -> bool:
+    """Whether stages that can shard their work over tasks should (the `ray` backend)."""
+    return _OPTIONS.backend == "ray"
 
 
 def parallel_map(
@@ -29,9 +87,17 @@ def parallel_map(
     workers: int = 1,
     initializer: Callable[..., Any] | None = None,
     initargs: tuple = (),
+    cpus: float = 1.0,
+    gpus: float = 0.0,
 ) -> Iterator[R]:
-    """Ordered, lazy `map(fn, items)` over `workers` spawned processes (in-process when `workers <= 1`)."""
-    items = list(items)
+    """Ordered, lazy `map(fn, items)` on the configured backend (local: `workers` spawned processes,
+    in-process when `workers <= 1`; ray: one task per item requesting `cpus` CPUs and `gpus` GPUs)."""
+    if _OPTIONS.backend == "ray":
+        return _ray_map(fn, list(items), initializer, initargs, cpus, gpus)
+    return _local_map(fn, list(items), workers, initializer, initargs)
+
+
+def _local_map(fn: Callable, items: list, workers: int, initializer: Callable | None, initargs: tuple) -> Iterator:
     if workers <= 1 or len(items) <= 1:
         if initializer is not None:
             initializer(*initargs)
@@ -52,3 +118,54 @@ def parallel_map(
             for future in pending:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ray_cluster() -> Any:
+    """The `ray` module, connected: to `address` when set, else to a local cluster of `cpus` CPUs started now
+    (its workers import this checkout first and inherit this process's environment)."""
+    import ray
+
+    if not ray.is_initialized():
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
+            p for p in (PROJECT_ROOT, os.environ.get("PYTHONPATH")) if p)}}
+        if _OPTIONS.address:
+            ray.init(address=_OPTIONS.address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=_OPTIONS.cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     runtime_env=runtime_env)
+    return ray
+
+
+_INITIALISED: set[str] = set()
+"""Maps whose initializer already ran in this worker process."""
+
+
+def _ray_task(key: str, setup: tuple, fn: Callable, item: Any) -> Any:
+    """What a Ray task runs: the map's initializer once per worker process, then `fn(item)`."""
+    initializer, initargs = setup
+    if initializer is not None and key not in _INITIALISED:
+        initializer(*initargs)
+        _INITIALISED.add(key)
+    return fn(item)
+
+
+def _ray_map(fn: Callable, items: list, initializer: Callable | None, initargs: tuple, cpus: float,
+             gpus: float) -> Iterator:
+    if not items:
+        return
+    ray = ray_cluster()
+    task = ray.remote(_ray_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=_OPTIONS.max_retries,
+                                         retry_exceptions=False)
+    key, setup, function = uuid.uuid4().hex, ray.put((initializer, initargs)), ray.put(fn)
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-3)))
+    pending: deque = deque()
+    try:
+        for item in items:
+            pending.append(task.remote(key, setup, function, item))
+            if len(pending) > 2 * slots:
+                yield ray.get(pending.popleft())
+        while pending:
+            yield ray.get(pending.popleft())
+    finally:  # a consumer that stops early leaves no queued tasks behind
+        for ref in pending:
+            ray.cancel(ref, force=True)

@@ -33,10 +33,10 @@ from groundtruth.judge import find_matrices
 from groundtruth.report import write_abstention_report
 from groundtruth.study import study_losses
 from lumina.context import configure_runtime, generator_loader, layout, load_corpus
-from lumina.database import read_database
+from lumina.database import manifest_tracks, read_database
 from lumina.errors import ParameterError
 from lumina.generator.codes import encode_tracks
-from lumina.methods.lumina import database_path
+from lumina.methods.lumina import database_path, signature_store
 from lumina.methods.options import LuminaOptions
 
 
@@ -57,8 +57,8 @@ def main(cfg: DictConfig) -> None:
     reference = manifest.control_ids if len(manifest.control_ids) >= 3 else manifest.train_ids
     queries = query_table(manifest, manifest.query_ids, int(options.split_seed))
     loss_z = dict(zip(queries["query_id"], loss_signal(losses, queries["query_id"], reference), strict=True))
-    db_path = database_path(LuminaOptions(), where.method_cache("lumina"))
-    db = read_database(db_path) if db_path.exists() else None
+    db_path = database_path(LuminaOptions(), signature_store(cfg.paths.cache, generator))
+    db = read_database(db_path).view(manifest_tracks(manifest), manifest.catalogue_key) if db_path.exists() else None
     tops = lumina_reference_tops(db) if db is not None and len(db.ids("control")) >= 3 else {}
     rows, rocs, flags_by_setting = [], {}, {}
     for folder, artefact in matrices:

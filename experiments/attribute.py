@@ -2,7 +2,7 @@
 
     python -m experiments.attribute PATH.wav
     python -m experiments.attribute PATH.wav --description "violin bach" --top 20 method.gate=conf95
-    python -m experiments.attribute PATH.wav --database outputs/cache/methods/music21-embedded/lumina/signatures.h5
+    python -m experiments.attribute PATH.wav --database outputs/cache/signatures/<model identity>/signatures.h5
 
 Prints, per channel, the ranked training tracks with cosine, kernel-regression score, STS, z_noise, confidence,
 LIP %, share and tier, and writes `report.json` and `report.md` (default folder: outputs/reports/<file stem>/).
@@ -19,9 +19,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lumina.context import configure_runtime, layout, load_corpus
-from lumina.database import read_database
-from lumina.methods.lumina import database_path
+from lumina.context import configure_runtime, generator_loader, load_corpus
+from lumina.database import manifest_tracks, read_database
+from lumina.methods.lumina import database_path, signature_store
 from lumina.methods.options import LuminaOptions
 from lumina.report import attribute_file, write_report
 from lumina.signature_scoring import ScoringConfig
@@ -42,10 +42,12 @@ def main(argv: list[str] | None = None) -> None:
         cfg = compose("config", overrides=["+method=lumina", *args.overrides])
     configure_runtime(cfg)
     options = LuminaOptions.from_mapping(OmegaConf.to_container(cfg.method, resolve=True))
-    database = args.database or database_path(options, layout(cfg, load_corpus(cfg)).method_cache("lumina"))
-    db = read_database(database)
+    manifest = load_corpus(cfg)
+    generator = None if args.database else generator_loader(cfg, manifest)()  # else: the database's own model
+    database = args.database or database_path(options, signature_store(cfg.paths.cache, generator))
+    db = read_database(database).view(manifest_tracks(manifest), manifest.catalogue_key)  # this catalogue version
     report = attribute_file(args.audio, db, ScoringConfig.from_options(options.as_dict()),
-                            description=args.description)
+                            description=args.description, generator=generator)
     out = Path(args.out) if args.out else Path(cfg.paths.outputs) / "reports" / Path(args.audio).stem
     json_path, md_path = write_report(report, out, args.top)
     print(md_path.read_text())

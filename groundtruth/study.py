@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from execution import options as parallel_options
 from execution import parallel_map
 from lumina.context import model_loader
 from lumina.errors import ParameterError
@@ -171,9 +172,10 @@ def run_subsets(
     """Train the subset models of a study that are not finished yet and return all `n_models` of them.
 
     `workers` > 1 trains in that many spawned processes (`execution.parallel_map`), each with `threads` torch
-    threads; `workers` = 1 trains in this process (with `threads` threads, restored afterwards). A model whose
-    `models/mNNN.json` exists is read back, not trained again; one whose record lacks tracks added since (generated
-    queries) is loaded from the model cache and measured again, not retrained.
+    threads (on the `ray` backend: a task per model requesting `threads` CPUs); `workers` = 1 trains in this
+    process (with `threads` threads, restored afterwards). A model whose `models/mNNN.json` exists is read back,
+    not trained again; one whose record lacks tracks added since (generated queries) is loaded from the model
+    cache and measured again, not retrained.
     """
     folder = Path(folder)
     (folder / MODELS_DIR).mkdir(parents=True, exist_ok=True)
@@ -196,7 +198,8 @@ def run_subsets(
                disable=not progress)
     previous = torch.get_num_threads()  # a job run in this process sets its own thread count
     try:  # an interrupt stops the map; finished models are on disk, so rerunning resumes
-        for record in parallel_map(train_subset_model, jobs, workers=workers):
+        for record in parallel_map(train_subset_model, jobs, workers=workers, cpus=threads,
+                                   gpus=parallel_options().gpus_per_task):
             bar.update(1)
             bar.set_postfix(seconds=record["wall_seconds"])
     finally:

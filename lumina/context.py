@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from execution import ParallelOptions, configure
 from lumina.errors import ParameterError
 from lumina.generator.codes import encode_tracks
 from lumina.generator.embedded import EmbeddedModelConfig, fit_codec, train_embedded
@@ -42,6 +43,16 @@ def configure_runtime(cfg: DictConfig) -> None:
     random.seed(int(cfg.seed))
     torch.manual_seed(int(cfg.seed))
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(cfg.paths.cache) / "numba"))
+    configure_parallel(cfg)
+
+
+def configure_parallel(cfg: DictConfig) -> None:
+    """The backend of every parallel stage, from the `parallel` group (a local Ray cluster gets `threads` CPUs)."""
+    settings = OmegaConf.to_container(cfg.parallel, resolve=True) if "parallel" in cfg else {}
+    try:
+        configure(ParallelOptions(**{**settings, "cpus": settings.get("cpus") or int(cfg.threads)}))
+    except (TypeError, ValueError) as err:
+        raise ParameterError(f"parallel: {err} (see conf/parallel/ray.yaml)") from None
 
 
 def load_corpus(cfg: DictConfig) -> Manifest:

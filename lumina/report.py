@@ -230,12 +230,13 @@ def to_markdown(report: dict, top: int = 10) -> str:
                   + ".** Shares below are assigned only where the query is attributable.", ""]
     hashes = report["hashes"]
     lines += [f"- made from: query audio SHA-256 `{hashes['audio_sha256'][:16]}…`, signature database SHA-256 "
-              f"`{hashes['database_sha256'][:16]}…`, model `{hashes['model_identity']}`, experiment (catalogue) "
-              f"`{report['experiment']}`; report schema {report['schema_version']}",
+              f"`{hashes['database_sha256'][:16]}…`, model `{hashes['model_identity']}`; report schema "
+              f"{report['schema_version']}",
               f"- abstention: {report['abstention']['rule']}, threshold {report['abstention']['threshold']:g}, "
               f"against {report['abstention']['n_references']} {report['abstention']['references']}"]
     lines += [f"- database: `{report['database']}` ({report['n_train']} training songs, model "
               f"`{report['model_hash']}`)",
+              f"- catalogue version: `{report.get('catalogue_key') or 'unknown'}`",
               f"- description: `{report['description']}`",
               f"- extraction: {report['timing']['extraction_s']:.3f} s; similarity and shares: "
               f"{report['timing']['similarity_ms']:.3f} ms",
@@ -304,7 +305,7 @@ def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: Scori
         "audio": str(audio_path), "database": str(db.path), "description": description,
         "hashes": {"audio_sha256": file_sha256(audio_path), "database_sha256": file_sha256(db.path),
                    "model_identity": db.provenance["model_hash"]},
-        "experiment": Path(db.path).resolve().parent.parent.name,  # <data>-<catalogue key>-<model>-seed<s>
+        "catalogue_key": db.provenance.get("catalogue_key", ""),
         "model_id": db.provenance["model_id"], "model_hash": db.provenance["model_hash"],
         "n_train": len(reference.track_ids), "signature_settings": {k: db.provenance[k] for k in (
             "mode", "channel_split", "segments", "chunk_s", "codebook_weights", "codebook_weighting",

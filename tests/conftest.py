@@ -21,7 +21,8 @@ TINY_MUSIC21 = {
     "out_of_domain_textures": ["white_noise", "speech"],
 }
 """Overrides of conf/data/music21.yaml for tests: 12 training tracks of 3 s, every near-copy and composition
-variant once, a sample query, a noise and a speech query (18 queries), 4 control tracks (the reference queries of abstention)."""
+variant once, a sample query, a noise and a speech query (18 queries), 4 control tracks (abstention's reference
+queries)."""
 
 
 def data_config(name: str, **overrides: object) -> dict:

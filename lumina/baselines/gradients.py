@@ -7,13 +7,18 @@ parameter tensors: dattri differentiates with respect to one flat vector sliced 
 backward writes a full-length vector per tensor and example (30× slower on the embedded model's full LM).
 `example_rows` walks the items batch by batch in length order, reduces each batch's gradients to what the
 method keeps (the gradients, or their inner products with the queries), and saves every batch's result as
-it goes, so an interrupted run resumes from the batches already done.
+it goes, so an interrupted run resumes from the batches already done. On the `ray` backend the missing
+batches are computed first as tasks, a shard of consecutive batches a task, each writing the same batch files
+(docs/execution.md#shards): the batches, hence the bits, are those of a run in one process.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,10 +29,13 @@ from dattri.func.projection import random_project
 from torch.func import grad, vmap
 from tqdm.auto import tqdm
 
+from execution import distributed, parallel_map
+from execution import options as parallel_options
 from lumina.baselines.items import batches
 from lumina.baselines.weights import example_loss
 from lumina.errors import LuminaError, ParameterError
 from lumina.generator.protocol import Batch, Generator, Item
+from lumina.generator.remote import generator_handle, use, worker_generator
 
 
 def digest(payload: object) -> str:
@@ -51,7 +59,7 @@ def cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
         return np.load(path)
     value = np.asarray(compute())
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npy")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npy")  # writers never share one
     np.save(tmp, value)
     tmp.replace(path)
     return value
@@ -93,22 +101,59 @@ def example_rows(
     reduction); None caches nothing. Raises LuminaError on a non-finite gradient.
     """
     module = generator.loss_module()
-
-    def compute(index: np.ndarray) -> np.ndarray:
-        grads = per_example_gradients(module, names, generator.collate([items[i] for i in index]))
-        if not torch.isfinite(grads).all():
-            raise LuminaError(f"non-finite gradient in a batch of {len(index)} items")
-        return reduce(grads).numpy()
-
+    order = batches(items, batch_size)
+    if folder is not None and distributed():
+        missing = [(b, index) for b, index in enumerate(order) if not batch_file(folder, batch_size, b).exists()]
+        per_task = max(1, parallel_options().shard_size // batch_size)
+        shards = [missing[i : i + per_task] for i in range(0, len(missing), per_task)]
+        threads = torch.get_num_threads()  # per task, as here: per-example gradients depend on the thread count
+        task = functools.partial(rows_shard, names=names, items=items, reduce=reduce, folder=folder,
+                                 batch_size=batch_size, threads=threads)
+        results = parallel_map(task, shards, initializer=use, initargs=(generator_handle(generator),),
+                               cpus=threads, gpus=parallel_options().gpus_per_task)
+        for _ in tqdm(results, total=len(shards), desc=f"{desc} (shards)", disable=not progress or not shards,
+                      unit="shard"):
+            pass
     out: np.ndarray | None = None
-    for b, index in enumerate(tqdm(batches(items, batch_size), desc=desc, disable=not progress, unit="batch")):
-        rows = (compute(index) if folder is None
-                else cached(folder / f"batch{batch_size}-{b:05d}.npy", lambda index=index: compute(index)))
+    for b, index in enumerate(tqdm(order, desc=desc, disable=not progress, unit="batch")):
+        rows = (batch_rows(generator, module, names, items, reduce, index) if folder is None
+                else cached(batch_file(folder, batch_size, b),
+                            lambda index=index: batch_rows(generator, module, names, items, reduce, index)))
         if out is None:
             out = np.empty((len(items), *rows.shape[1:]), dtype=rows.dtype)
         out[index] = rows
     assert out is not None
     return out
+
+
+def batch_rows(generator: Generator, module: torch.nn.Module, names: Sequence[str], items: Sequence[Item],
+               reduce: Callable[[torch.Tensor], torch.Tensor], index: np.ndarray) -> np.ndarray:
+    """`reduce(G)` of the per-example gradients G (B, D) of the items `index`; LuminaError when not finite."""
+    grads = per_example_gradients(module, names, generator.collate([items[i] for i in index]))
+    if not torch.isfinite(grads).all():
+        raise LuminaError(f"non-finite gradient in a batch of {len(index)} items")
+    return reduce(grads).numpy()
+
+
+def batch_file(folder: Path, batch_size: int, b: int) -> Path:
+    """Where batch `b` of `example_rows` is cached."""
+    return folder / f"batch{batch_size}-{b:05d}.npy"
+
+
+def rows_shard(shard: Sequence[tuple[int, np.ndarray]], *, names: Sequence[str], items: Sequence[Item],
+               reduce: Callable[[torch.Tensor], torch.Tensor], folder: Path, batch_size: int, threads: int) -> int:
+    """A task of `example_rows` (the worker's generator rebuilt by `lumina.generator.remote.use`): compute and
+    cache the batches (index b, item indices) of one shard, skipping those already cached; returns how many it
+    computed."""
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    generator = worker_generator()
+    module = generator.loss_module()
+    todo = [(b, index) for b, index in shard if not batch_file(folder, batch_size, b).exists()]
+    for b, index in todo:
+        cached(batch_file(folder, batch_size, b), lambda index=index: batch_rows(generator, module, names, items,
+                                                                                  reduce, index))
+    return len(todo)
 
 
 def project(features: torch.Tensor, proj_dim: int, seed: int, ensemble_id: int = 0) -> torch.Tensor:

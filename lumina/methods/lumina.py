@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lumina.database import SignatureDatabase, build_database, manifest_tracks
+from lumina.generator.protocol import Generator
 from lumina.methods.base import RunContext
 from lumina.methods.options import LuminaOptions
 from lumina.score_matrix import ScoreMatrix
@@ -34,8 +35,14 @@ def signature_tag(config: SignatureConfig) -> str:
     return "".join(f"-{t}" for t in tags)
 
 
+def signature_store(cache: str | Path, generator: Generator) -> Path:
+    """`<cache>/signatures/<model identity>`: where a model's signature databases live, shared by every version of
+    every catalogue it signs (docs/execution.md#incremental-catalogues)."""
+    return Path(cache) / "signatures" / generator.identity()
+
+
 def database_path(options: LuminaOptions, cache_dir: str | Path) -> Path:
-    """`method.database`, or `<cache_dir>/signatures<tag>.h5`."""
+    """`method.database`, or `<cache_dir>/signatures<tag>.h5` (`cache_dir`: the model's `signature_store`)."""
     config = SignatureConfig.from_options(options.as_dict())
     return Path(options.database) if options.database else Path(cache_dir) / f"signatures{signature_tag(config)}.h5"
 
@@ -73,9 +80,10 @@ def run(ctx: RunContext) -> list[ScoreMatrix]:
     config = SignatureConfig.from_options(options.as_dict())
     scoring = ScoringConfig.from_options(options.as_dict())
     generator = ctx.generator
-    path = database_path(options, ctx.cache_dir)
+    path = database_path(options, signature_store(ctx.layout.cache, generator))
     started = time.perf_counter()
-    db = build_database(path, generator, manifest_tracks(ctx.manifest), config, batch_size=options.batch_size)
+    db = build_database(path, generator, manifest_tracks(ctx.manifest), config, batch_size=options.batch_size,
+                        catalogue_key=ctx.manifest.catalogue_key)
     extraction_s = round(time.perf_counter() - started, 2)
     signed = set(db.song_ids)
     train_ids = [t for t in ctx.manifest.train_ids if t in signed]

@@ -153,7 +153,7 @@ class LuminaOptions(MethodOptions):
                                  "false: the sources' rule, shares whatever the query")
     abstain_z: float = option(3.0, "attributable when the top cosine's z against the reference queries' top "
                                    "cosines reaches this (docs/abstention.md#the-report-rule)")
-    database: str | None = option(None, "signature database (HDF5); null: the run's cache folder")
+    database: str | None = option(None, "signature database (HDF5); null: the model's signature store")
     batch_size: int = option(8, "tracks committed to the database at a time")
 
 
