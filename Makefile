@@ -27,6 +27,7 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) -m experiments.run +method=lumina
 	$(PY) -m experiments.leaderboard leaderboard.results=outputs/leaderboard
+	$(PY) -m experiments.report
 	@echo "demo done: score matrices in outputs/runs/music21-<catalogue key>-embedded/lumina/, signature database in" \
 	  "outputs/cache/methods/music21-<catalogue key>-embedded/lumina/, leaderboard and figures in outputs/leaderboard/"
 

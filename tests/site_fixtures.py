@@ -30,8 +30,8 @@ def tone(freq: float, seconds: float = 2.0, pulse: float = 2.0) -> np.ndarray:
 
 
 def write_manifest(root: Path) -> Path:
-    """Six training tones (each its own pitch and pulse rate), a near-copy query (the same audio as t0001, its planted source), a held-out query
-    and a control."""
+    """Six training tones (each its own pitch and pulse rate), a near-copy query (the same audio as t0001, its
+    planted source), a held-out query and a control."""
     audio = root / "corpus" / "audio"
     audio.mkdir(parents=True)
     rows = []
@@ -110,7 +110,8 @@ def write_study(root: Path) -> dict:
     embedding = ScoreMatrix(track, TRAIN, QUERIES, "embedding", "chroma", provenance=provenance(manifest, 0))
     write_run_folder(runs, "tiny-cafe0123-embedded-s0", "embedding", "chroma", embedding, 0.9, None)
     write_run(runs / "tiny-cafe0123-embedded-s0" / "clap" / "default",
-              {"method": "clap", "setting": "default", "status": "not configured", "reason": "no checkpoint"})
+              {"method": "clap", "setting": "default", "status": "not configured", "reason": "no checkpoint",
+               "provenance": provenance(manifest, 0)})
 
     truths = {}
     for name, plan_model, rho1 in (("gt_same", MODEL, 0.40), ("gt_other", {**MODEL, "lm": {"num_layers": 4}}, 0.4)):

@@ -133,9 +133,9 @@ def check_pages(pages: Sequence[Path], screenshots: Path | None = None, *, brows
     return results
 
 
-def play_from_segment(page_path: Path, *, browser: str | None = None) -> tuple[float, float]:
-    """Play the first audio element of a page whose segment starts after 0 for a moment: (its segment start,
-    the time it played from). Raises when no such player is on the page."""
+def play_from_segment(page_path: Path, *, browser: str | None = None) -> tuple[float, float, float]:
+    """Play the first audio element of a page whose segment starts after 0 for 0.3 s: (its segment start, the
+    time it played from, the time it paused at). Raises when no such player is on the page."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -157,5 +157,4 @@ def play_from_segment(page_path: Path, *, browser: str | None = None) -> tuple[f
             chromium.close()
     if found is None:
         raise ParameterError(f"{page_path}: no player with a segment start after 0")
-    start, played_from, _ = found
-    return float(start), float(played_from)
+    return float(found[0]), float(found[1]), float(found[2])

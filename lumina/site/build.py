@@ -212,7 +212,8 @@ def leaderboard(entries: Sequence[Entry], channel_set: ChannelSet, k: int) -> tu
     ranks = rank_settings(means, channel_set) if len(means) else []
     rows = []
     for i, (entry, vs) in enumerate(zip(entries, per_entry, strict=True)):
-        cells = {"setting": {"text": entry.label, "sort": entry.label, "href": entry.page},
+        name = {"text": entry.label, "sort": entry.label}
+        cells = {"setting": {**name, "href": entry.page} if entry.runs else name,
                  "seeds": {"text": str(len(entry.runs)) if entry.runs else entry.status, "sort": len(entry.runs)},
                  "collapsed": {"text": "collapsed" if means["collapsed"][i] else "—",
                                "sort": int(bool(means["collapsed"][i])), "flag": bool(means["collapsed"][i])},

@@ -45,10 +45,12 @@ class Run:
     diagnostics: dict | None = None
     per_query: pd.DataFrame | None = None
     verdicts: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    record_provenance: dict = field(default_factory=dict)
 
     @property
     def provenance(self) -> dict:
-        return self.matrix.provenance if self.matrix is not None else {}
+        """The matrix's provenance, or the run record's for a run without one (not configured)."""
+        return self.matrix.provenance if self.matrix is not None else self.record_provenance
 
     @property
     def seed(self) -> object:
@@ -127,6 +129,7 @@ def find_runs(root: str | Path) -> list[Run]:
             experiment, folder, str(record["method"]), str(record["setting"]), str(record["status"]),
             str(record.get("reason") or ""), matrix, diagnostics,
             pd.read_csv(queries) if queries.is_file() else None, read_verdicts(folder, matrix),
+            record.get("provenance") or {},
         ))
     return runs
 
