@@ -27,8 +27,10 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) -m experiments.run +method=lumina
 	$(PY) -m experiments.leaderboard leaderboard.results=outputs/leaderboard
-	@echo "demo done: score matrices in outputs/runs/music21-<catalogue key>-embedded-seed<seed>/lumina/, signature database in" \
-	  "outputs/cache/methods/music21-<catalogue key>-embedded-seed<seed>/lumina/, leaderboard and figures in outputs/leaderboard/"
+	$(PY) -m experiments.report
+	@echo "demo done: score matrices in outputs/runs/music21-<catalogue key>-embedded-seed<seed>/lumina/, LUMINA's" \
+	  "signature store in outputs/cache/signatures/, leaderboard and figures in outputs/leaderboard/, report in" \
+	  "outputs/report/index.html"
 
 test: install
 	$(PY) -m ruff check .

@@ -7,6 +7,8 @@ need=()
 command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+# Headless Chromium: the browser tests of the HTML report (docs/report.md#browser-checks) drive it with Playwright.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing system packages: ${need[*]}"
 if [ "$(id -u)" -ne 0 ]; then

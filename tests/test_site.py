@@ -1,0 +1,132 @@
+"""The HTML report (docs/report.md), without a browser: rankings by hand, ground truth joined only to its own
+model, verdicts, spread across seeds, channel similarities of an exact copy, audio and symbolic media."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from aria.channels import AUDIO
+from aria.io import read_scores
+from lumina.score_matrix import ScoreMatrix
+from lumina.site import SiteOptions, build_site
+from lumina.site.evidence import ranking
+from lumina.site.inputs import find_runs, find_truths, truth_for
+from lumina.site.media import piano_roll, transcode
+from tests.site_fixtures import QUERIES, write_study
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return write_study(tmp_path_factory.mktemp("site-study"))
+
+
+@pytest.fixture(scope="module")
+def site(study: dict) -> Path:
+    """The report of the synthetic study (no channel similarities: those are tested on their own)."""
+    out = study["outputs"] / "report"
+    build_site(study["runs"], out, truth_roots=[study["outputs"]], attributions=study["reports"], channel_set=AUDIO,
+               options=SiteOptions(channel_similarity=False, headline_k=3, progress=False),
+               command="python -m experiments.report (test)")
+    return out
+
+
+def test_ranking_aggregates_segments_and_keeps_the_best_segment_start(tmp_path: Path) -> None:
+    # two tracks of two segments, two queries; track scores are the mean of the segments (Aria's aggregation)
+    scores = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 5.0], [2.5, -1.0]])
+    matrix = ScoreMatrix(scores, ["a", "a", "b", "b"], ["q1", "q2"], "m", "s",
+                         segment_start_s=np.array([0.0, 4.0, 0.0, 4.0]))
+    matrix.save(tmp_path / "scores.h5")
+    r = ranking(read_scores(tmp_path / "scores.h5"))
+    # q1: a = (1 + 3) / 2 = 2.0, best segment at 4 s; b = (0 + 2.5) / 2 = 1.25, best at 4 s
+    assert r.top("q1", 2) == [("a", 2.0, 4.0), ("b", 1.25, 4.0)]
+    # q2: b = 2.0 (best at 0 s), a = 0.0 (a tie of its segments keeps the first, 0 s)
+    assert r.top("q2", 2) == [("b", 2.0, 0.0), ("a", 0.0, 0.0)]
+    assert r.rank_of("q2", ["a"]) == 2 and r.rank_of("q2", ["x"]) is None
+
+
+def test_ground_truth_joins_only_the_runs_of_its_own_model(study: dict) -> None:
+    runs = {(r.method, r.seed): r for r in find_runs(study["runs"])}
+    truths = find_truths([study["outputs"]], [])
+    assert {t.folder.name for t in truths} == {"gt_same", "gt_other"}
+    truth, note = truth_for(runs[("graddot", 0)], truths)
+    assert truth is not None and truth.folder.name == "gt_same" and "this run's model" in note
+    # the seed-1 run is the same recipe trained with another seed: no truth of its own
+    truth, note = truth_for(runs[("graddot", 1)], truths)
+    assert truth is None and "belongs to another model" in note
+    truth, note = truth_for(runs[("embedding", 0)], truths)
+    assert truth is None and "judges this setting" in note
+
+
+def test_leaderboard_shows_spread_across_seeds_collapse_and_joined_lds(site: Path) -> None:
+    html = (site / "index.html").read_text()
+    row = re.search(r"<tr>\s*<td data-sort=\"graddot/raw\">.*?</tr>", html, re.S).group(0)
+    # rho1 of the two seeds: 0.40 and 0.50 -> mean 0.450, sd 0.071; LDS only from the seed-0 run's own truth
+    assert "0.450 ± 0.071" in row and ">0.250<" in row and "-0.500" not in row
+    embedding = re.search(r"<tr>\s*<td data-sort=\"embedding/chroma\">.*?</tr>", html, re.S).group(0)
+    assert "collapsed" in embedding  # rho1 0.9 >= 0.78
+    assert "not configured: no checkpoint" in html
+    assert "python -m experiments.report (test)" in html and "hash0" in html
+
+
+def test_query_page_shows_verdicts_planted_sources_and_players_at_segments(site: Path) -> None:
+    html = (site / "queries" / "tiny-cafe0123-embedded--q_near_copy_00.html").read_text()
+    assert "t0001 (planted)" in html
+    assert 'src="../audio/t0001-' in html and '.ogg#t=1.00"' in html  # the near-copy's best segment starts at 1 s
+    assert "attributable" in html and "top score above the reference queries" in html
+    assert "not assessed" in html  # the embedding run carries no verdict
+    held_out = (site / "queries" / "tiny-cafe0123-embedded--q_held_out_00.html").read_text()
+    assert "not attributable" in held_out and "no training song stands out" in held_out
+    assert "0.600" in html and "-0.100" in held_out  # per-query LDS of the joined truth
+
+
+def test_every_page_kind_is_written_with_alt_text_and_header_cells(site: Path) -> None:
+    pages = [site / "index.html", *sorted((site / "settings").glob("*.html")), *sorted((site / "queries").glob(
+        "*.html")), *sorted((site / "attribution").glob("*.html"))]
+    assert len(pages) == 1 + 2 + len(QUERIES) + 1
+    for page in pages:
+        html = page.read_text()
+        assert all(' alt="' in img for img in re.findall(r"<img[^>]*>", html)), page
+        assert html.count("<table") == html.count("<thead>"), page
+        assert "Made by <code>python -m experiments.report (test)</code>" in html
+
+
+def test_audio_is_transcoded_to_ogg_vorbis_of_the_same_length(study: dict, tmp_path: Path) -> None:
+    source = study["manifest"].parent / "audio" / "t0000.wav"
+    out = transcode(source, tmp_path, 22050, 0.6)
+    info = sf.info(str(out))
+    assert info.format == "OGG" and info.subtype == "VORBIS" and info.samplerate == 22050
+    assert info.duration == pytest.approx(2.0, abs=0.01)
+    assert transcode(source, tmp_path, 22050, 0.6) == out  # reused, keyed by the source's content
+
+
+def test_symbolic_track_is_rendered_with_fluidsynth_and_drawn_as_a_piano_roll(tmp_path: Path) -> None:
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes = [pretty_midi.Note(velocity=90, pitch=60 + i, start=0.5 * i, end=0.5 * i + 0.4) for i in range(4)]
+    midi.instruments.append(piano)
+    path = tmp_path / "query.mid"
+    midi.write(str(path))
+    audio, sr = sf.read(str(transcode(path, tmp_path / "site", 22050, 0.6)))
+    assert sr == 22050 and len(audio) / sr >= 2.0 and np.abs(audio).max() > 0.01  # 2 s of notes, audible
+    assert piano_roll(path, tmp_path / "site").stat().st_size > 1000
+
+
+def test_channel_similarity_of_an_exact_copy_is_one_and_tops_the_pool(study: dict) -> None:
+    from aria.features import FeatureSettings
+    from aria.io import read_manifest
+    from lumina.site.evidence import channel_similarities
+
+    table = read_manifest(study["manifest"])
+    sims = channel_similarities(table, QUERIES, AUDIO, FeatureSettings(), study["outputs"] / "aria-cache",
+                                workers=1, progress=False)
+    for channel in AUDIO.names:
+        row = sims[channel].loc["q_near_copy_00"]  # the same audio as t0001
+        assert row["t0001"] == pytest.approx(1.0)
+        assert (row.drop("t0001") < 1.0).all()
