@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export OMP_WAIT_POLICY := PASSIVE
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install system demo test results lint clean
+.PHONY: install system demo test results check-demo lint clean
 
 install: system $(VENV)/.installed
 
@@ -36,17 +36,19 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-# Every committed table in results/, in dependency order (several hours on 2 cores; each step resumes).
-METHODS := lumina trak gradcos graddot tracin logra factgrass unlearning embedding clap mert
+# Every committed table in results/: the whole study for each seed of SEEDS (scripts/study.sh; resumable per stage,
+# several hours a seed on 2 cores), the checks that run once, then the replication tables across seeds.
+SEEDS ?= 0 1 2
 results: install
 	$(PY) -m experiments.codec_probe
-	for m in $(METHODS); do $(PY) -m experiments.run +method=$$m || exit 1; done
-	for e in madmom-chordfeat madmom-notes; do $(PY) -m experiments.run +method=embedding method.encoder=$$e || exit 1; done
-	$(PY) -m experiments.leaderboard
-	$(PY) -m experiments.self_influence
-	$(PY) -m experiments.causal_verification +method=lumina
-	$(PY) -m experiments.subsets
-	$(PY) -m experiments.ground_truth
+	for s in $(SEEDS); do ./scripts/study.sh $$s || exit 1; done
+	$(PY) -m experiments.self_influence paths.results=results/seed0
+	$(PY) -m experiments.causal_verification +method=lumina paths.results=results/seed0
+	$(PY) -m experiments.replication replication.seeds="[$(shell echo $(SEEDS) | tr ' ' ',')]"
+
+# A fresh clone's demo against the committed LUMINA rows of results/seed0/leaderboard.csv (not part of `make test`).
+check-demo: demo
+	$(PY) -m experiments.compare_demo outputs/leaderboard/leaderboard.csv results/seed0/leaderboard.csv
 
 lint: install
 	$(PY) -m ruff check .

@@ -24,6 +24,7 @@ from groundtruth.agreement import RELIABILITY, attach_aria, query_homogeneity
 from groundtruth.lds import bootstrap_ci, lds_per_query, track_matrix
 from groundtruth.planted import (
     PLANTED_KINDS,
+    across_queries,
     chance_hit_at_k,
     chance_mrr,
     chance_pvalues,
@@ -31,10 +32,14 @@ from groundtruth.planted import (
     mean_reciprocal_rank,
     planted_ranks,
     top_k_precision,
+    top_ranked_effects,
 )
 from groundtruth.study import Study
 from lumina.errors import ParameterError
 from lumina.manifest import QUERY_KINDS, Manifest
+
+TOP_RANKED = (1, 10)
+"""k of the top-ranked in-vs-out check: the method's first track, and its first ten."""
 
 
 def find_matrices(runs: str | Path) -> tuple[list[tuple[Path, ScoreArtefact]], list[str]]:
@@ -79,12 +84,17 @@ def judge(matrix: ScoreArtefact, study: Study, manifest: Manifest, *, k: int, n_
     for kind in QUERY_KINDS:
         picked = [i for i, c in enumerate(kinds) if c == kind]
         row[f"lds_{kind}"] = float(per_query_lds[picked].mean()) if picked else math.nan
+    top_slopes = {top: top_ranked_effects(tau, study, queries, top) for top in TOP_RANKED}
+    for top, slopes in top_slopes.items():
+        test = across_queries(slopes)
+        row.update({f"top{top}_effect": test["effect"], f"top{top}_t": test["t"], f"top{top}_p": test["p"]})
     rel = reliability(matrix.scores.astype(np.float64))
     row.update({name: rel[name] for name in RELIABILITY})
     row.update({"n_models": study.n_models, "n_queries": len(queries), "level": matrix.level})
     per_query = pd.DataFrame({"method": matrix.method, "setting": matrix.setting, "query_id": queries,
                               "kind": kinds, "lds": per_query_lds, "first_source_rank": ranks,
-                              f"precision_at_{k}": precision, "n_sources": [len(s) for s in sources]})
+                              f"precision_at_{k}": precision, "n_sources": [len(s) for s in sources],
+                              **{f"top{top}_effect": slopes for top, slopes in top_slopes.items()}})
     return row, per_query
 
 

@@ -143,6 +143,35 @@ def query_effect(y: np.ndarray, x: np.ndarray) -> dict[str, float]:
     return {"effect": float(fit.slope), "t": float(fit.slope / fit.stderr) if fit.stderr > 0 else np.nan}
 
 
+def across_queries(slopes: np.ndarray) -> dict[str, float]:
+    """The in-vs-out effect of a group with the query as the unit (docs/ground_truth.md#planted-influence): a
+    one-sample t-test of the per-query slopes (n,) against 0, two-sided, n − 1 dof. Returns effect (the mean
+    slope), se, t, dof, p; NaN with fewer than 2 queries."""
+    slopes = np.asarray(slopes, dtype=np.float64)
+    slopes = slopes[np.isfinite(slopes)]
+    n = slopes.size
+    if n < 2:
+        return {"effect": np.nan, "se": np.nan, "t": np.nan, "dof": max(n - 1, 0), "p": np.nan}
+    se = float(slopes.std(ddof=1) / np.sqrt(n))
+    t = float(slopes.mean() / se) if se > 0 else np.nan
+    return {"effect": float(slopes.mean()), "se": se, "t": t, "dof": n - 1,
+            "p": float(2 * stats.t.sf(abs(t), n - 1)) if np.isfinite(t) else np.nan}
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries stay NaN and do not count)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = order.size
+    running = 0.0
+    for i, index in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[index]))
+        out[index] = running
+    return out
+
+
 def placebo_sources(manifest: Manifest, queries: Sequence[str], seed: int) -> dict[str, list[str]]:
     """For each query, as many random training tracks as it has planted sources, none of them a source."""
     rng = np.random.default_rng(seed)
@@ -164,11 +193,14 @@ def _panel(study: Study, ids: Sequence[str], sources: dict[str, list[str]], code
 
 
 def planted_effects(study: Study, manifest: Manifest, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Effects per group (kinds, own track, placebo) and per query.
+    """Effects per group (kinds, own track, placebo) and per query, the query as the unit.
 
-    Returns (groups, queries): groups has one row per group with `effect` (nats), `se`, `t`, `dof`, `p`,
-    `n_tracks`, `n_models` and `effect_cbK`, `t_cbK` per codebook; queries has one row per query with
-    `kind`, `variant`, `n_sources`, `effect`, `t`.
+    Returns (groups, queries): groups has one row per group with `effect` (mean per-query slope, nats), `se`,
+    `t`, `dof` (queries − 1), `p` (one-sample t-test over the queries, `across_queries`), `p_holm` (Holm over
+    the planted kinds), `label` (α = 0.05), the pooled two-way fixed-effects estimate for reference
+    (`pooled_effect`, `pooled_t`, `pooled_p`: cells as units, overstated when the effect differs by query),
+    `n_tracks`, `n_models`, and `effect_cbK`, `t_cbK` per codebook; queries has one row per query with `kind`,
+    `variant`, `n_sources`, `effect`, `t`.
     """
     kinds = {kind: [q for q in manifest.query_ids if manifest.row(q)["query_kind"] == kind] for kind in PLANTED_KINDS}
     kinds = {kind: ids for kind, ids in kinds.items() if ids}
@@ -181,18 +213,48 @@ def planted_effects(study: Study, manifest: Manifest, *, seed: int = 0) -> tuple
     if planted:
         groups["placebo"] = (planted, placebo_sources(manifest, planted, seed))
     n_codebooks = study.codebook_losses.shape[2]
-    rows = []
+    rows, per_query = [], []
     for name, (ids, sources) in groups.items():
+        y, x = _panel(study, ids, sources, None)
+        slopes = [query_effect(y[:, j], x[:, j]) for j in range(len(ids))]
+        pooled = two_way_effect(y, x)
         row = {"group": name, "n_tracks": len(ids), "n_models": study.n_models,
-               **two_way_effect(*_panel(study, ids, sources, None))}
+               **across_queries(np.array([e["effect"] for e in slopes])),
+               "pooled_effect": pooled["effect"], "pooled_t": pooled["t"], "pooled_p": pooled["p"]}
         for k in range(n_codebooks):
-            effect = two_way_effect(*_panel(study, ids, sources, k))
+            yk, xk = _panel(study, ids, sources, k)
+            effect = across_queries(np.array([query_effect(yk[:, j], xk[:, j])["effect"] for j in range(len(ids))]))
             row[f"effect_cb{k + 1}"], row[f"t_cb{k + 1}"] = effect["effect"], effect["t"]
         rows.append(row)
-    per_query = []
-    for kind, ids in kinds.items():
-        y, x = _panel(study, ids, groups[kind][1], None)
-        for j, q in enumerate(ids):
-            per_query.append({"query_id": q, "kind": kind, "variant": manifest.row(q)["variant"],
-                              "n_sources": len(groups[kind][1][q]), **query_effect(y[:, j], x[:, j])})
-    return pd.DataFrame(rows), pd.DataFrame(per_query)
+        if name in kinds:
+            per_query += [{"query_id": q, "kind": name, "variant": manifest.row(q)["variant"],
+                           "n_sources": len(sources[q]), **slopes[j]} for j, q in enumerate(ids)]
+    groups_table = pd.DataFrame(rows)
+    planted = groups_table["group"].isin(PLANTED_KINDS)
+    groups_table["p_holm"] = np.nan
+    groups_table.loc[planted, "p_holm"] = holm(groups_table.loc[planted, "p"])
+    groups_table["label"] = [influence_label(r.effect, r.p_holm if r.group in PLANTED_KINDS else r.p)
+                             for r in groups_table.itertuples()]
+    return groups_table, pd.DataFrame(per_query)
+
+
+def top_ranked_effects(tau: np.ndarray, study: Study, queries: Sequence[str], k: int) -> np.ndarray:
+    """The causal check without retraining (docs/ground_truth.md#top-ranked-in-vs-out): for each query, the
+    slope of its loss across the subset models on the fraction of its k top-ranked training tracks each model
+    was trained on. tau: track-level scores (N, Q) in `study.train_ids` order; returns per-query slopes (Q,)
+    (negative: the tracks the method ranks first do lower the query's loss)."""
+    losses = study.loss_of(list(queries))
+    order = np.argsort(-np.nan_to_num(tau, nan=-np.inf), axis=0, kind="stable")[:k]
+    slopes = np.empty(len(queries))
+    for j in range(len(queries)):
+        x = study.membership[:, order[:, j]].mean(axis=1)
+        slopes[j] = query_effect(losses[:, j], x)["effect"]
+    return slopes
+
+
+def influence_label(effect: float, p: float, alpha: float = 0.05) -> str:
+    """`influence` when the loss falls with the sources in (effect < 0) at adjusted p < alpha, `no measured
+    influence` otherwise (an increase at p < alpha is reported as such)."""
+    if not (np.isfinite(p) and p < alpha):
+        return "no measured influence"
+    return "influence" if effect < 0 else "loss rises with the sources in"

@@ -179,7 +179,7 @@ def test_ground_truth_command_on_the_tiny_study(study):
                       "timbre": z[:, 2]}).to_csv(runs / method / setting / "aria_queries.csv", index=False)
         board.append({"method": method, "setting": setting, "rhythm_z": z[:, 0].mean(), "harmony_z": z[:, 1].mean(),
                       "timbre_z": z[:, 2].mean(), "rank": i + 1})
-    results.mkdir(parents=True, exist_ok=True)
+    Path(cfg.ground_truth.leaderboard).parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(board).to_csv(cfg.ground_truth.leaderboard, index=False)
     table = ground_truth(cfg, "python -m experiments.ground_truth <tiny>")
     written = pd.read_csv(results / "ground_truth.csv")
@@ -200,7 +200,11 @@ def test_ground_truth_command_on_the_tiny_study(study):
         stats.spearmanr(kept["aria_harmony_z"], kept["lds"]).statistic)
     assert agreement.loc[("rho1", "lds"), "spearman"] == pytest.approx(
         stats.spearmanr(-kept["rho1"], kept["lds"]).statistic)
-    assert agreement.loc[("timbre_z", "production_precision_at_10 per query"), "n"] == len(kept)
+    production = [q for q in queries if manifest.row(q)["query_kind"] == "production"]
+    assert agreement.loc[("timbre_z", "production_precision_at_10 per query"), "n"] == len(production)  # queries
+    assert {"top1_effect", "top1_p", "top10_effect", "top10_p"} <= set(written.columns)
+    # the oracle ranks each planted query's sources first: their presence lowers its loss on the tiny study
+    assert by.loc["planted", "top1_effect"] < 0
     readme = (results / "README.md").read_text()
     assert "python -m experiments.ground_truth <tiny>" in readme and "## Findings" in readme
     assert (results / "planted_influence.md").is_file()

@@ -16,13 +16,18 @@ from groundtruth.agreement import aria_vs_truth, attach_aria, query_homogeneity
 from groundtruth.judge import find_matrices
 from groundtruth.lds import bootstrap_ci, lds_per_query, track_matrix
 from groundtruth.planted import (
+    PLANTED_KINDS,
+    across_queries,
     chance_first_rank,
     chance_hit_at_k,
     chance_mrr,
     chance_pvalues,
     hit_at_k,
+    holm,
+    influence_label,
     mean_reciprocal_rank,
     planted_ranks,
+    query_effect,
     top_k_precision,
     two_way_effect,
 )
@@ -118,6 +123,46 @@ def test_two_way_effect_recovers_a_planted_slope():
     assert effect["effect"] == pytest.approx(-0.3, abs=0.03) and effect["t"] < -10
     assert effect["dof"] == 16 * 8 - 16 - 8
     assert math.isnan(two_way_effect(y, np.ones_like(x))["effect"])
+
+
+def test_the_query_is_the_unit_when_the_effect_differs_by_query():
+    """Slopes that differ by query (-1.0, -0.8, +0.2, +0.4; mean -0.3) over 400 models: every cell as a unit
+    (the pooled fixed-effects estimate) calls it overwhelming, the t-test over the four queries does not."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 2, size=(400, 4)).astype(float)
+    y = np.array([-1.0, -0.8, 0.2, 0.4]) * x + 0.05 * rng.standard_normal((400, 4))
+    pooled = two_way_effect(y, x)
+    assert pooled["p"] < 1e-6  # overstated: 1196 "degrees of freedom"
+    slopes = np.array([query_effect(y[:, j], x[:, j])["effect"] for j in range(4)])
+    np.testing.assert_allclose(slopes, [-1.0, -0.8, 0.2, 0.4], atol=0.02)
+    test = across_queries(slopes)
+    t_by_hand = slopes.mean() / (slopes.std(ddof=1) / 2)
+    assert test["dof"] == 3 and test["t"] == pytest.approx(t_by_hand)
+    assert test["p"] == pytest.approx(2 * stats.t.sf(abs(t_by_hand), 3)) and test["p"] > 0.3
+    assert influence_label(test["effect"], test["p"]) == "no measured influence"
+    assert influence_label(-0.4, 0.01) == "influence" and influence_label(0.4, 0.01) != "influence"
+
+
+def test_holm_by_hand():
+    adjusted = holm([0.01, 0.04, 0.03, 0.5, np.nan])
+    np.testing.assert_allclose(adjusted[:4], [0.04, 0.09, 0.09, 0.5])
+    assert math.isnan(adjusted[4])
+
+
+def test_diagnostics_are_read_as_the_paper_reads_them():
+    """In the Aria paper the method best by LDS has the lowest rho1, rho2:5, c and rho-bar: a table built that way
+    must show positive agreement for every one of them."""
+    lds = np.array([0.4, 0.3, 0.2, 0.1])
+    table = pd.DataFrame({"method": list("abcd"), "setting": list("abcd"), "lds": lds, "collapsed": False,
+                          "rho1": 1 - lds, "rho2_5": 0.5 - lds, "concentration": 1 - lds, "inter_query_corr": -lds,
+                          "aria_rank": [1, 2, 3, 4], "aria_rhythm_z": lds,
+                          **{f"{k}_precision_at_10": lds for k in PLANTED_KINDS}})
+    per_query = pd.DataFrame({"method": ["a"], "setting": ["a"], "query_id": ["q"], "kind": ["near_copy"],
+                              "z_rhythm": [1.0], "precision_at_10": [0.5]})
+    agreement = aria_vs_truth(table, per_query, 10, ("rhythm",)).set_index("aria")
+    for name in ("rho1", "rho2_5", "concentration", "inter_query_corr"):
+        assert agreement.loc[name, "spearman"] == pytest.approx(1.0), name
+    assert "spearman_p_holm" in agreement.columns
 
 
 # -- finding and reading runs -----------------------------------------------------------------------------------
