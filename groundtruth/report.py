@@ -271,3 +271,52 @@ def write_abstention_report(table: pd.DataFrame, gates: pd.DataFrame, rocs: dict
     plt.close(fig)
     (results / "abstention.md").write_text(abstention_markdown(table, gates, queries, refused, command))
     return results / "abstention.md"
+
+
+def write_replication_report(values: pd.DataFrame, spreads: pd.DataFrame, stability: pd.DataFrame,
+                             overlap: pd.DataFrame, claims: pd.DataFrame, seeds: Sequence[int], results: Path,
+                             command: str) -> Path:
+    """`replication.csv` (per-seed values, then the spread of each number), `replication.md` and the results
+    page `README.md` (findings with the seeds they hold in) in `results`."""
+    results.mkdir(parents=True, exist_ok=True)
+    combined = pd.concat([values.assign(level="seed"), spreads.assign(level="spread")], ignore_index=True)
+    combined.insert(0, "level", combined.pop("level"))
+    combined.assign(command=command).to_csv(results / "replication.csv", index=False)
+    n = len(seeds)
+    per_setting = overlap.groupby("setting")["overlap"].mean().reset_index() if not overlap.empty else overlap
+    main_numbers = spreads[spreads["quantity"].isin(["lds", "rho1", "rho2_5", "concentration",
+                                                     "inter_query_corr", "near_copy_hit_at_10", "top1_effect"])]
+    lines = [
+        "# Replication across model seeds", "", f"Command: `{command}`; seeds {', '.join(map(str, seeds))}.", "",
+        "Each seed retrains everything random in the model's life (codec fit, initialisation, batch order, "
+        "subset draws, generated queries) on the same corpus, with each method's own seeds fixed "
+        "(docs/replication.md). `identical` marks numbers that every seed gave exactly: nothing random reached "
+        "them. Every per-seed value is in `replication.csv`.", "",
+        "## Headline numbers per setting: mean, spread (sd over seeds) and range", "",
+        markdown_table(main_numbers, ["quantity", "method", "setting", "n_seeds", "mean", "sd", "min", "max",
+                                      "identical"]),
+        "", "## Stability of the method rankings (Kendall τ between seeds, over settings)", "",
+        markdown_table(stability, ["quantity", "seed_a", "seed_b", "n_settings", "kendall", "kendall_p"]),
+        "", "`lds`: the ranking by LDS; `rank`: Aria's leaderboard rank.", "",
+        "## Per query: overlap of the top-10 training tracks across seeds (mean over seed pairs, |A ∩ B| / 10)", "",
+        markdown_table(per_setting, ["setting", "overlap"]) if not per_setting.empty else
+        "(needs every seed's runs)",
+        "", "## Planted effects and Aria-vs-LDS agreement per seed", "",
+        markdown_table(spreads[spreads["quantity"].isin(["planted_effect", "planted_p_holm",
+                                                         "aria_vs_lds_spearman"])],
+                       ["quantity", "setting", "n_seeds", "mean", "sd", "min", "max"]),
+    ]
+    (results / "replication.md").write_text("\n".join(lines) + "\n")
+    readme = [
+        "# Results", "",
+        f"Every table here is made by `make results` from the committed code: the whole study for each of {n} "
+        "model seeds (`scripts/study.sh SEED`, tables in `seed<N>/`), then `python -m experiments.replication` "
+        "(this page, `replication.{md,csv}`). Per seed: `leaderboard.md` (Aria), `ground_truth/README.md`-style "
+        "`README.md` (LDS, planted retrieval, Aria versus the truth), `planted_influence.md`, `abstention.md`.",
+        "", "## Findings, and in how many seeds each holds", "",
+        *[f"- {r.finding}: **holds in {r.holds} of {r.assessed} seeds**"
+          + (f" (seeds {r.seeds_holding})" if r.holds else "") for r in claims.itertuples()],
+        "", "Spread of every number across seeds: `replication.md`.", "",
+    ]
+    (results / "README.md").write_text("\n".join(readme))
+    return results / "replication.md"

@@ -1,0 +1,62 @@
+"""Replication across model seeds: per-seed headline numbers, their spread, ranking stability, top-10 overlap and
+the findings with the number of seeds each holds in.
+
+    python -m experiments.replication                       # seeds 0 1 2 from results/seed<N>/
+    python -m experiments.replication replication.seeds=[0,1]
+
+Writes `replication.csv` (every per-seed value, then the spread per number), `replication.md` and the results
+page `README.md` into `replication.results` (docs/replication.md).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+import pandas as pd
+from omegaconf import DictConfig
+
+from groundtruth.judge import find_matrices
+from groundtruth.replication import (
+    claims_by_seed,
+    headline_values,
+    ranking_stability,
+    read_seed_tables,
+    spread,
+    top_overlap,
+    top_tracks,
+)
+from groundtruth.report import write_replication_report
+
+
+def seed_runs(cfg: DictConfig, seed: int) -> Path | None:
+    """The newest run folder of this corpus and model for `seed` (catalogues differ by their generated queries)."""
+    found = sorted(Path(cfg.paths.runs).glob(f"{cfg.data.name}-*-{cfg.model.name}-seed{seed}"),
+                   key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+@hydra.main(config_path="../conf", config_name="replication", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    options = cfg.replication
+    seeds = [int(s) for s in options.seeds]
+    tables = read_seed_tables(Path(options.results), seeds)
+    values = headline_values(tables)
+    stability = pd.concat([ranking_stability(values, "lds"), ranking_stability(values, "rank")], ignore_index=True)
+    tops: dict[str, dict[int, dict]] = {}
+    for seed in seeds:
+        runs = seed_runs(cfg, seed)
+        for _, artefact in find_matrices(runs)[0] if runs else []:
+            tops.setdefault(f"{artefact.method}/{artefact.setting}", {})[seed] = top_tracks(artefact, options.top_k)
+    overlap = pd.concat([top_overlap(per_seed, options.top_k).assign(setting=name)
+                         for name, per_seed in tops.items() if len(per_seed) == len(seeds)] or [pd.DataFrame()],
+                        ignore_index=True)
+    command = " ".join(["python -m experiments.replication", *sys.argv[1:]])
+    path = write_replication_report(values, spread(values), stability, overlap, claims_by_seed(tables), seeds,
+                                    Path(options.results), command)
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()
