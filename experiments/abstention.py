@@ -32,6 +32,7 @@ from groundtruth.abstention import (
 from groundtruth.judge import find_matrices
 from groundtruth.report import write_abstention_report
 from groundtruth.study import study_losses
+from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, generator_loader, layout, load_corpus
 from lumina.database import manifest_tracks, read_database
 from lumina.errors import ParameterError
@@ -41,6 +42,7 @@ from lumina.methods.options import LuminaOptions
 
 
 @hydra.main(config_path="../conf", config_name="abstention", version_base="1.3")
+@one_line_errors("experiments.abstention")
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
     options = cfg.abstention

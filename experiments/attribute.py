@@ -17,18 +17,23 @@ import argparse
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, generator_loader, load_corpus
 from lumina.database import manifest_tracks, read_database
+from lumina.errors import AudioError, ParameterError
 from lumina.methods.lumina import database_path, signature_store
 from lumina.methods.options import LuminaOptions
-from lumina.report import attribute_file, write_report
+from lumina.report import attribute_file, track_name, write_report
 from lumina.signature_scoring import ScoringConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
+@one_line_errors("experiments.attribute")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("audio", help="audio file to attribute")
@@ -38,16 +43,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=10, help="songs per channel in the Markdown table")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method.gate=conf95")
     args = parser.parse_intermixed_args(argv)
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["+method=lumina", *args.overrides])
+    audio = Path(args.audio)
+    if not audio.is_file():  # before anything loads
+        raise AudioError(audio, "no such file", "check the path of the audio to attribute")
+    if args.database and not Path(args.database).is_file():
+        raise ParameterError(f"{args.database}: no such signature database (--database); omit it to use this "
+                             "catalogue's, made by `python -m experiments.run +method=lumina`")
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=["+method=lumina", *args.overrides])
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ParameterError(f"overrides {args.overrides}: {str(err).splitlines()[0]} (see conf/method/lumina.yaml)"
+                             ) from None
     configure_runtime(cfg)
     options = LuminaOptions.from_mapping(OmegaConf.to_container(cfg.method, resolve=True))
     manifest = load_corpus(cfg)
     generator = None if args.database else generator_loader(cfg, manifest)()  # else: the database's own model
     database = args.database or database_path(options, signature_store(cfg.paths.cache, generator))
     db = read_database(database).view(manifest_tracks(manifest), manifest.catalogue_key)  # this catalogue version
-    report = attribute_file(args.audio, db, ScoringConfig.from_options(options.as_dict()),
-                            description=args.description, generator=generator)
+    names = {t.track_id: track_name(t.description, t.path) for t in manifest_tracks(manifest)}
+    report = attribute_file(audio, db, ScoringConfig.from_options(options.as_dict()), description=args.description,
+                            generator=generator, names=names)
     out = Path(args.out) if args.out else Path(cfg.paths.outputs) / "reports" / Path(args.audio).stem
     json_path, md_path = write_report(report, out, args.top)
     print(md_path.read_text())

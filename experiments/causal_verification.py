@@ -25,6 +25,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from lumina.causal import ROLES, choose_queries, pass_rates, plan, verdict
+from lumina.cli import one_line_errors
 from lumina.context import build_context, configure_runtime
 from lumina.database import build_database, manifest_tracks
 from lumina.errors import ParameterError
@@ -137,6 +138,7 @@ def verify(cfg: DictConfig) -> list[dict]:
 
 
 @hydra.main(config_path="../conf", config_name="causal_verification", version_base="1.3")
+@one_line_errors("experiments.causal_verification")
 def main(cfg: DictConfig) -> None:
     verify(cfg)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from lumina.cli import one_line_errors
 from lumina.codecs.probe import probe
 from lumina.context import configure_runtime, load_corpus
 from lumina.generator.codes import encode_tracks
@@ -48,6 +49,7 @@ def write_markdown(rows: list[dict], path: Path) -> None:
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@one_line_errors("experiments.codec_probe")
 def main(cfg: DictConfig) -> None:
     rows = codec_probe(cfg)
     out = Path(cfg.paths.results) / "codec_probe.md"

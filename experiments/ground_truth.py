@@ -28,6 +28,7 @@ from groundtruth.judge import judge_runs, lumina_channels
 from groundtruth.planted import chance_levels, planted_effects
 from groundtruth.report import write_influence_report, write_results
 from groundtruth.study import open_study
+from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, layout, load_corpus
 
 CHANNEL_NAMES = ("rhythm", "harmony", "timbre")
@@ -58,6 +59,7 @@ def ground_truth(cfg: DictConfig, command: str, channel_names: Sequence[str] = C
 
 
 @hydra.main(config_path="../conf", config_name="ground_truth", version_base="1.3")
+@one_line_errors("experiments.ground_truth")
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
     command = " ".join(["python -m experiments.ground_truth", *sys.argv[1:]])

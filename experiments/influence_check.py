@@ -19,10 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 from groundtruth.planted import planted_effects
 from groundtruth.report import write_influence_report
 from groundtruth.study import open_study
+from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, load_corpus
 
 
 @hydra.main(config_path="../conf", config_name="ground_truth", version_base="1.3")
+@one_line_errors("experiments.influence_check")
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
     manifest = load_corpus(cfg)

@@ -20,6 +20,7 @@ from aria.diagnose import AriaSettings
 from aria.errors import AriaError
 from aria.features import FeatureSettings
 from aria.leaderboard import run_leaderboard
+from lumina.cli import one_line_errors
 from lumina.context import experiment_runs
 
 
@@ -43,6 +44,7 @@ def settings_from(cfg: DictConfig) -> tuple[AriaSettings, FeatureSettings]:
 
 
 @hydra.main(config_path="../conf", config_name="leaderboard", version_base="1.3")
+@one_line_errors("experiments.leaderboard")
 def main(cfg: DictConfig) -> None:
     settings, feature_settings = settings_from(cfg)
     command = " ".join(["python -m experiments.leaderboard", *sys.argv[1:]])

@@ -28,6 +28,7 @@ from groundtruth.replication import (
     top_tracks,
 )
 from groundtruth.report import write_replication_report
+from lumina.cli import one_line_errors
 
 
 def seed_runs(cfg: DictConfig, seed: int) -> Path | None:
@@ -38,6 +39,7 @@ def seed_runs(cfg: DictConfig, seed: int) -> Path | None:
 
 
 @hydra.main(config_path="../conf", config_name="replication", version_base="1.3")
+@one_line_errors("experiments.replication")
 def main(cfg: DictConfig) -> None:
     options = cfg.replication
     seeds = [int(s) for s in options.seeds]

@@ -19,10 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from aria.channels import get_channel_set
 from aria.features import FeatureSettings
+from lumina.cli import one_line_errors
 from lumina.site import SiteOptions, build_site
 
 
 @hydra.main(config_path="../conf", config_name="report", version_base="1.3")
+@one_line_errors("experiments.report")
 def main(cfg: DictConfig) -> None:
     r = cfg.report
     command = " ".join(["python -m experiments.report", *sys.argv[1:]])

@@ -15,6 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from lumina.cli import one_line_errors
 from lumina.context import build_context, configure_runtime
 from lumina.methods import get_method, write_results
 
@@ -34,6 +35,7 @@ def run(cfg: DictConfig) -> list[Path]:
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@one_line_errors("experiments.run")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

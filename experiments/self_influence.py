@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from lumina.baselines.gradients import digest
 from lumina.baselines.unlearning import unlearning_scores
 from lumina.baselines.weights import restored
+from lumina.cli import one_line_errors
 from lumina.context import build_context, configure_runtime
 from lumina.methods import gradient
 from lumina.methods.base import RunContext
@@ -117,6 +118,7 @@ def write_results(table: pd.DataFrame, folder: Path, command: str, options: dict
 
 
 @hydra.main(config_path="../conf", config_name="self_influence", version_base="1.3")
+@one_line_errors("experiments.self_influence")
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
     ctx = build_context(cfg)

@@ -17,10 +17,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from groundtruth.study import open_study, timing_summary
+from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, load_corpus
 
 
 @hydra.main(config_path="../conf", config_name="ground_truth", version_base="1.3")
+@one_line_errors("experiments.subsets")
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
     manifest = load_corpus(cfg)

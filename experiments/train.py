@@ -11,6 +11,7 @@ import json
 import hydra
 from omegaconf import DictConfig
 
+from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, generator_loader, load_corpus
 
 
@@ -22,6 +23,7 @@ def summary(record: dict) -> str:
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@one_line_errors("experiments.train")
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
     generator = generator_loader(cfg, load_corpus(cfg))()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -186,14 +187,20 @@ def score_channel(cosines: np.ndarray, kernel: np.ndarray, noise: tuple[float, f
                          shares(weights, qualified), tier, mu, sigma, mu0, sigma0, attributable, z_ref, reason)
 
 
-def summary(scores: ChannelScores, track_ids: list[str]) -> dict:
+def track_name(description: str, path: str | Path) -> str:
+    """How a report names a track for people: its description and file name (`piano bach · t0003.wav`)."""
+    return " · ".join(part for part in (str(description).strip(), Path(path).name) if part)
+
+
+def summary(scores: ChannelScores, track_ids: list[str], names: Mapping[str, str] | None = None) -> dict:
     """A JSON-able channel report: the population (mu, sigma), the noise floor (mu0, sigma0, tau = mu0 + sigma0)
     and every song ranked by cosine (rank, track_id, cosine, kernel, sts, z_noise, confidence, lip_percent,
     qualified, share, tier)."""
     rows = []
     for rank, i in enumerate(np.argsort(-scores.cosine, kind="stable"), start=1):
         rows.append({
-            "rank": rank, "track_id": track_ids[i], "cosine": float(scores.cosine[i]),
+            "rank": rank, "track_id": track_ids[i], "name": (names or {}).get(track_ids[i], track_ids[i]),
+            "cosine": float(scores.cosine[i]),
             "kernel": float(scores.kernel[i]), "sts": float(scores.sts[i]), "z_noise": float(scores.z_noise[i]),
             "confidence": float(scores.confidence[i]), "lip_percent": float(scores.lip_percent[i]),
             "qualified": bool(scores.qualified[i]), "share": float(scores.share[i]), "tier": str(scores.tier[i]),
@@ -255,7 +262,8 @@ def to_markdown(report: dict, top: int = 10) -> str:
                   "| rank | track | cosine | kernel | STS | z_noise | confidence | LIP % | share | tier |",
                   "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in ch["rows"][:top]:
-            lines.append(f"| {r['rank']} | {r['track_id']} | {r['cosine']:.4f} | {r['kernel']:.4f} | {r['sts']:.2f} | "
+            label = r["track_id"] if r.get("name", r["track_id"]) == r["track_id"] else f"{r['track_id']} ({r['name']})"
+            lines.append(f"| {r['rank']} | {label} | {r['cosine']:.4f} | {r['kernel']:.4f} | {r['sts']:.2f} | "
                          f"{r['z_noise']:.2f} | {r['confidence']:.3f} | {r['lip_percent']:.1f} | "
                          f"{100 * r['share']:.1f} % | {r['tier']} |")
         lines.append("")
@@ -278,8 +286,9 @@ def database_generator(db: SignatureDatabase) -> Generator:
 
 
 def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: ScoringConfig, *, description: str = "",
-                   generator: Generator | None = None) -> dict:
-    """The attribution report (a JSON-able dict, schema SCHEMA_VERSION) of one audio file against a database."""
+                   generator: Generator | None = None, names: Mapping[str, str] | None = None) -> dict:
+    """The attribution report (a JSON-able dict, schema SCHEMA_VERSION) of one audio file against a database;
+    `names` (track id → `track_name`) names the training songs for people."""
     config = SignatureConfig.from_options(db.provenance)
     generator = database_generator(db) if generator is None else generator
     description = "" if config.text == "empty" else description
@@ -317,7 +326,7 @@ def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: Scori
         "timing": {"extraction_s": extraction_s, "prepare_s": prepare_s,
                    "similarity_ms": 1000 * float(np.median(times)), "similarity_first_ms": 1000 * times[0],
                    "similarity_repeats": TIMING_REPEATS},
-        "channels": {c: summary(scores, reference.track_ids) for c, scores in channels.items()},
+        "channels": {c: summary(scores, reference.track_ids, names) for c, scores in channels.items()},
         "skipped": db.skipped,
     }
 
