@@ -22,7 +22,7 @@ RELIABILITY = ("rho1", "rho2_5", "concentration", "inter_query_corr")
 """Aria's reliability diagnostics of a raw matrix that ground truth records and compares."""
 ARIA_BETTER_HIGH = {"rho1": False, "rho2_5": False, "concentration": False, "inter_query_corr": False}
 """Aria's reading of each diagnostic: does a larger value mean a more trustworthy matrix? None does: in the Aria
-paper's Table 1 the method best by LDS has the lowest ρ₁, ρ₂:₅, c̄ and ρ̄ alike (docs/aria.md#reliability)."""
+paper's Table 1 the method best by LDS has the lowest ρ₁, ρ₂:₅, c̄ and ρ̄ alike (docs/aria.md#reliability-diagnostics)."""
 AGREEMENT_COLUMNS = ("aria", "truth", "n", "spearman", "spearman_p", "spearman_p_holm", "kendall", "kendall_p")
 
 

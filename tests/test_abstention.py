@@ -147,14 +147,16 @@ def tiny_attribution(tiny_corpus, tmp_path_factory):
 def test_noise_and_speech_get_no_share_and_a_near_copy_does(tiny_attribution, tmp_path) -> None:
     """The near-copy here is the extreme one, a byte copy of a training track: on a model this small, LUMINA's
     milder near-copies (another soundfont, EQ, reverb) are not distinguishable from held-out music by their top
-    cosine (z <= 1.3 against the controls), which the abstention study measures on the real model."""
+    cosine (z <= 1.3 against the controls), which the abstention study measures on the real model. With four
+    control tracks as references even the copy's cosine of 1 is only 1.3 reference sd above their top cosines, so
+    the threshold here is 1 (the default comes from the abstention study on the embedded default)."""
     manifest, generator, db = tiny_attribution
     copy = tmp_path / "copy_of_t0000.wav"
     copy.write_bytes(manifest.path_of("t0000").read_bytes())
     verdicts = {}
     for query, path in (("copy", copy), ("noise", manifest.path_of("q_out_of_domain_00")),
                         ("speech", manifest.path_of("q_out_of_domain_01"))):
-        report = attribute_file(path, db, ScoringConfig(), generator=generator,
+        report = attribute_file(path, db, ScoringConfig(abstain_z=1.0), generator=generator,
                                 description=manifest.description_of("t0000") if query == "copy" else "")
         channel = report["channels"]["P"]
         verdicts[query] = (channel["attributable"], sum(r["share"] for r in channel["rows"]), channel["rows"][0])
