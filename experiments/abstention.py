@@ -20,9 +20,11 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from groundtruth.abstention import (
+    description_effect,
     evaluate_setting,
     gate_rates,
     loss_signal,
+    lumina_empty_description_z,
     lumina_gate_shares,
     lumina_reference_tops,
     query_table,
@@ -62,7 +64,7 @@ def main(cfg: DictConfig) -> None:
     db_path = database_path(LuminaOptions(), signature_store(cfg.paths.cache, generator))
     db = read_database(db_path).view(manifest_tracks(manifest), manifest.catalogue_key) if db_path.exists() else None
     tops = lumina_reference_tops(db) if db is not None and len(db.ids("control")) >= 3 else {}
-    rows, rocs, flags_by_setting = [], {}, {}
+    rows, rocs, flags_by_setting, flags_by_setting_table = [], {}, {}, {}
     for folder, artefact in matrices:
         reference_tops = tops.get(artefact.setting) if artefact.method == "lumina" else None
         signals = setting_signals(artefact, queries, loss_z, reference_tops)
@@ -72,15 +74,24 @@ def main(cfg: DictConfig) -> None:
         rows.append({"method": artefact.method, "setting": artefact.setting, **row})
         rocs[f"{artefact.method}/{artefact.setting}"] = curve
         flags_by_setting[artefact.setting] = flags.set_index("query_id")["attributable"]
+        flags_by_setting_table[artefact.setting] = flags
     gates = []
     if db is not None:
         shares = lumina_gate_shares(db, queries, list(options.gates))
         for (gate, channel), part in shares.groupby(["gate", "channel"]):
             after = flags_by_setting.get(f"lumina-{channel}", pd.Series(dtype=bool))
             gates.append({"gate": gate, "channel": channel, **gate_rates(part, after)})
+    description = []
+    if db is not None and tops and options.empty_description:
+        empty = lumina_empty_description_z(db, generator, manifest, queries, tops)
+        for setting in ("lumina-P", "lumina-M"):
+            flags = flags_by_setting_table.get(setting)
+            if flags is not None and (flags["rule"] == "reference_z").all():
+                description.append({"setting": setting,
+                                    **description_effect(flags, empty[empty["setting"] == setting])})
     command = " ".join(["python -m experiments.abstention", *sys.argv[1:]])
     path = write_abstention_report(pd.DataFrame(rows), pd.DataFrame(gates), rocs, queries, refused,
-                                   Path(options.results), command)
+                                   Path(options.results), command, pd.DataFrame(description))
     print(pd.DataFrame(rows)[["method", "setting", "signal", "evaluation_auc", "recall_near_copy",
                               "false_share_negatives"]].to_string(index=False))
     print(f"written to {path}")

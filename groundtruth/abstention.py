@@ -146,3 +146,43 @@ def lumina_gate_shares(db, queries: pd.DataFrame, gates: Sequence[str]) -> pd.Da
                 rows.append({"query_id": q.query_id, "kind": q.kind, "half": q.half, "gate": gate,
                              "channel": channel, "any_share": bool(scores.share.sum() > 0)})
     return pd.DataFrame(rows)
+
+
+def lumina_empty_description_z(db, generator, manifest: Manifest, queries: pd.DataFrame,
+                               reference_tops: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """`reference_z` of each query's LUMINA signature extracted with the empty description instead of its own
+    (the user who does not know the prompt): rows query_id, setting (lumina-P | lumina-M), reference_z."""
+    from lumina.audio import load_audio
+    from lumina.methods.lumina import channel_matrix
+    from lumina.signature_scoring import unit_rows
+    from lumina.signatures import SignatureConfig, Skipped, signature
+
+    config = SignatureConfig.from_options(db.provenance)
+    train = {c: unit_rows(channel_matrix(db, c, db.ids("train"))) for c in ("P", "M")}
+    rows = []
+    for q in queries["query_id"]:
+        audio = load_audio(manifest.path_of(q), generator.codec.sample_rate, allow_silent=True)
+        signed = signature(generator, audio, "", config)
+        if isinstance(signed, Skipped):
+            continue
+        for c in ("P", "M"):
+            top = float((train[c] @ unit_rows(np.asarray(signed[c])[None])[0]).max())
+            rows.append({"query_id": q, "setting": f"lumina-{c}",
+                         "reference_z": float(reference_z(np.array([top]), reference_tops[f"lumina-{c}"])[0])})
+    return pd.DataFrame(rows, columns=["query_id", "setting", "reference_z"])
+
+
+def description_effect(flags: pd.DataFrame, empty: pd.DataFrame) -> dict:
+    """The same rule applied to the empty-description `reference_z` of a LUMINA setting: recall and false-share
+    rate on the evaluation half with the query's own description and with the empty one. flags: that setting's
+    per-query flags (rule signal `reference_z`); empty: its rows of `lumina_empty_description_z`."""
+    held = flags[flags["half"] == HALVES[1]].merge(empty[["query_id", "reference_z"]], on="query_id",
+                                                   suffixes=("", "_empty"))
+    threshold, direction = float(flags["threshold"].iloc[0]), DIRECTIONS["reference_z"]
+    held["attributable_empty"] = direction * held["reference_z_empty"] >= direction * threshold
+    positives, negatives = held["kind"].isin(POSITIVE_KINDS), held["kind"].isin(NEGATIVE_KINDS)
+    return {"recall_own": float(held.loc[positives, "attributable"].mean()),
+            "recall_empty": float(held.loc[positives, "attributable_empty"].mean()),
+            "false_share_own": float(held.loc[negatives, "attributable"].mean()),
+            "false_share_empty": float(held.loc[negatives, "attributable_empty"].mean()),
+            "mean_reference_z_shift": float((held["reference_z_empty"] - held["reference_z"]).mean())}

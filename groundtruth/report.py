@@ -216,7 +216,7 @@ def write_results(results: str | Path, command: str, study: Study, table: pd.Dat
 
 
 def abstention_markdown(table: pd.DataFrame, gates: pd.DataFrame, queries: pd.DataFrame, refused: Sequence[str],
-                        command: str) -> str:
+                        command: str, description: pd.DataFrame | None = None) -> str:
     """The abstention page: per setting the rule and its rates on the evaluation half, LUMINA's gates before and
     after, and how the halves were drawn."""
     counts = queries.groupby(["kind", "half"]).size().unstack(fill_value=0)
@@ -240,21 +240,32 @@ def abstention_markdown(table: pd.DataFrame, gates: pd.DataFrame, queries: pd.Da
                   "only when the channel's setting (lumina-P, lumina-M) finds the query attributable.", "",
                   markdown_table(gates, ["gate", "channel", "false_share_before", "false_share_after",
                                          "recall_before", "recall_after"])]
+    if description is not None and not description.empty:
+        lines += ["", "## The description's effect (LUMINA, evaluation half)", "",
+                  "Each query's signature extracted again with the empty description (a user who does not know "
+                  "the prompt), judged by the same rule as with its own description:", "",
+                  markdown_table(description, ["setting", "recall_own", "recall_empty", "false_share_own",
+                                               "false_share_empty", "mean_reference_z_shift"])]
     if refused:
         lines += ["", "Runs not read: " + "; ".join(refused)]
     return "\n".join(lines) + "\n"
 
 
 def write_abstention_report(table: pd.DataFrame, gates: pd.DataFrame, rocs: dict, queries: pd.DataFrame,
-                            refused: Sequence[str], results: Path, command: str) -> Path:
-    """`abstention.csv` (settings, then gates), `abstention.md` and `figures/abstention_roc.png` in `results`."""
+                            refused: Sequence[str], results: Path, command: str,
+                            description: pd.DataFrame | None = None) -> Path:
+    """`abstention.csv` (settings, then gates, then the description's effect), `abstention.md` and
+    `figures/abstention_roc.png` in `results`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     results.mkdir(parents=True, exist_ok=True)
-    combined = pd.concat([table.assign(level="setting"), gates.assign(level="gate")], ignore_index=True)
+    parts = [table.assign(level="setting"), gates.assign(level="gate")]
+    if description is not None and not description.empty:
+        parts.append(description.assign(level="description"))
+    combined = pd.concat(parts, ignore_index=True)
     combined.insert(0, "level", combined.pop("level"))
     combined.assign(command=command).to_csv(results / "abstention.csv", index=False)
     (results / "figures").mkdir(exist_ok=True)
@@ -269,7 +280,7 @@ def write_abstention_report(table: pd.DataFrame, gates: pd.DataFrame, rocs: dict
     fig.tight_layout()
     fig.savefig(results / "figures" / "abstention_roc.png", dpi=120)
     plt.close(fig)
-    (results / "abstention.md").write_text(abstention_markdown(table, gates, queries, refused, command))
+    (results / "abstention.md").write_text(abstention_markdown(table, gates, queries, refused, command, description))
     return results / "abstention.md"
 
 
