@@ -128,6 +128,11 @@ def test_rule_roundtrip() -> None:
     assert AbstentionRule(**rule.as_dict()) == rule
 
 
+PIPELINE_QUERIES = ("q_near_copy_00", "q_near_copy_01", "q_near_copy_02", "q_near_copy_03", "q_held_out_00",
+                    "q_held_out_01", "q_out_of_domain_00", "q_out_of_domain_01", "q_composition_00")
+"""Queries signed into the tiny database for the study's pipeline test."""
+
+
 # -- on the tiny corpus and a model trained on it ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -139,7 +144,7 @@ def tiny_attribution(tiny_corpus, tmp_path_factory):
     generator = train_embedded(tiny_corpus, config, cache, progress=False)
     tracks = [Track(t, s, tiny_corpus.path_of(t), d) for t, s, d in
               tiny_corpus.table[["track_id", "split", "description"]].itertuples(index=False)
-              if s in ("train", "control")]
+              if s in ("train", "control") or t in PIPELINE_QUERIES]
     db = build_database(cache / "signatures.h5", generator, tracks, SignatureConfig(chunk_s=1.0), progress=False)
     return tiny_corpus, generator, db
 
@@ -177,3 +182,55 @@ def test_the_old_rule_stays_available_and_the_markdown_says_none(tiny_attributio
     new = attribute_file(noise, db, ScoringConfig(), generator=generator)
     text = to_markdown(new)
     assert "no training song stands out" in text.lower() and "Verdict" in text
+
+
+def test_the_study_pipeline_on_lumina_signatures(tiny_attribution, tmp_path) -> None:
+    """What `python -m experiments.abstention` does for a LUMINA setting, on the tiny database: reference tops
+    from the controls, signals of a cosine matrix, a rule fitted on one half, gates before and after, the
+    description's effect, and the report files."""
+    from aria.io import read_scores
+    from groundtruth.abstention import (
+        description_effect,
+        lumina_empty_description_z,
+        lumina_gate_shares,
+        lumina_reference_tops,
+        query_table,
+        setting_signals,
+        write_flags,
+    )
+    from groundtruth.report import write_abstention_report
+    from lumina.methods.lumina import channel_matrix
+    from lumina.score_matrix import ScoreMatrix, write_run
+    from lumina.signature_scoring import cosine_scores
+
+    manifest, generator, db = tiny_attribution
+    queries = query_table(manifest, list(PIPELINE_QUERIES), seed=0)
+    tops = lumina_reference_tops(db)
+    assert set(tops) == {"lumina-P", "lumina-M", "lumina-PM"} and tops["lumina-P"].shape == (4,)
+    train = db.ids("train")
+    scores = cosine_scores(channel_matrix(db, "P", train), channel_matrix(db, "P", list(PIPELINE_QUERIES)))
+    write_run(tmp_path / "lumina-P", {"method": "lumina", "setting": "lumina-P"},
+              ScoreMatrix(scores, train, list(PIPELINE_QUERIES), method="lumina", setting="lumina-P"))
+    artefact = read_scores(tmp_path / "lumina-P" / "scores.h5")
+    loss_z = dict.fromkeys(PIPELINE_QUERIES, 0.0)
+    signals = setting_signals(artefact, queries, loss_z, tops["lumina-P"])
+    np.testing.assert_allclose(signals["top_score"], scores.max(axis=0))
+    np.testing.assert_allclose(signals["reference_z"], reference_z(scores.max(axis=0), tops["lumina-P"]))
+    row, flags, curve = evaluate_setting(signals, ["top_score", "reference_z"], max_false_rate=0.0)
+    assert 0.0 <= row["evaluation_auc"] <= 1.0 and flags["attributable"].dtype == bool
+    assert (tmp_path / "lumina-P" / "abstention.csv") == write_flags(flags, tmp_path / "lumina-P")
+    shares = lumina_gate_shares(db, queries, ["sts1", "calibrated"])
+    assert set(shares["gate"]) == {"sts1", "calibrated"} and len(shares) == 2 * 2 * len(PIPELINE_QUERIES)
+    empty = lumina_empty_description_z(db, generator, manifest, queries.iloc[:2], tops)
+    assert len(empty) == 4
+    if row["signal"] == "reference_z":
+        assert set(description_effect(flags, empty[empty["setting"] == "lumina-P"])) >= {"recall_own",
+                                                                                          "recall_empty"}
+    gates = pd.DataFrame([{"gate": "sts1", "channel": "P", **gate_rates(shares[shares["gate"] == "sts1"]
+                                                                         .query("channel == 'P'"),
+                                                                         flags.set_index("query_id")[
+                                                                             "attributable"])}])
+    path = write_abstention_report(pd.DataFrame([{"method": "lumina", "setting": "lumina-P", **row}]), gates,
+                                   {"lumina/lumina-P": curve}, queries, [], tmp_path / "results", "cmd")
+    assert "## LUMINA's gates" in path.read_text()
+    assert (tmp_path / "results" / "figures" / "abstention_roc.png").stat().st_size > 0
