@@ -54,7 +54,8 @@ def alignment(
     vector feature.
 
     r_max,c = max over the channel's dimensions of |Pearson(u, x_d)|; R²_c = max over the channel's
-    feature groups of `pc_r2`, each over the tracks whose vector is defined. Features without vectors (sequences such as chords, precomputed similarities)
+    feature groups of `pc_r2`, each over the tracks whose vector is defined (a feature defined for fewer than
+    three tracks is skipped). Features without vectors (sequences such as chords, precomputed similarities)
     have no dimensions and are not part of it; a channel without any is left out.
     """
     u = np.asarray(u, dtype=np.float64)

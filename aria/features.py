@@ -177,9 +177,9 @@ def track_features(y: np.ndarray, sr: int, settings: FeatureSettings | None = No
 
     One CQT (`n_cqt_bins` semitone bins from C1) serves the chroma (chroma_cqt on it) and the CQT statistics.
     Raises `ParameterError` for audio shorter than `MIN_DURATION_S`. Returns vectors `beat_intervals`
-    (n_bins; all NaN for "no beat", see `has_beat`), `onset_intervals` (n_bins; all NaN without onsets), `chroma` (12), `tonnetz` (6),
-    `mfcc` (2·n_mfcc: means then stds), `cqt` (2·n_cqt_bins: dB means then dB stds), and the integer
-    sequence `chords` (root-motion intervals mod 12).
+    (n_bins; all NaN for "no beat", see `has_beat`), `onset_intervals` (n_bins; all NaN without onsets),
+    `chroma` (12), `tonnetz` (6), `mfcc` (2·n_mfcc: means then stds), `cqt` (2·n_cqt_bins: dB means then dB
+    stds), and the integer sequence `chords` (root-motion intervals mod 12).
     """
     settings = settings or FeatureSettings()
     y = np.asarray(y, dtype=np.float32)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from aria.channels import AUDIO
 from aria.errors import ArtefactError, ParameterError
 from aria.extract import extract_features
 from aria.features import MIN_DURATION_S, FeatureSettings, beat_times, has_beat, track_features
 from aria.homogeneity import group_similarity, group_values, null_distribution
 from aria.similarity import feature_std, sequence_similarity, standardized_similarity
-from aria.channels import AUDIO
 
 SR = 22050
 
