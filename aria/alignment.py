@@ -54,7 +54,8 @@ def alignment(
     vector feature.
 
     r_max,c = max over the channel's dimensions of |Pearson(u, x_d)|; R²_c = max over the channel's
-    feature groups of `pc_r2`. Features without vectors (sequences such as chords, precomputed similarities)
+    feature groups of `pc_r2`, each over the tracks whose vector is defined (a feature defined for fewer than
+    three tracks is skipped). Features without vectors (sequences such as chords, precomputed similarities)
     have no dimensions and are not part of it; a channel without any is left out.
     """
     u = np.asarray(u, dtype=np.float64)
@@ -68,10 +69,14 @@ def alignment(
             X = np.asarray(vectors[name], dtype=np.float64)
             if X.shape[0] != u.shape[0]:
                 raise ParameterError(f"feature `{name}` has {X.shape[0]} tracks, the axis {u.shape[0]}")
-            r = _abs_corr(u, X)
+            defined = np.isfinite(X).all(axis=1)  # tracks without a beat have no beat-interval histogram
+            if defined.sum() < 3:
+                continue
+            X, u_defined = (X, u) if defined.all() else (X[defined], u[defined])
+            r = _abs_corr(u_defined, X)
             if r.max() > best_r[0]:
                 best_r = (float(r.max()), name, int(r.argmax()))
-            r2 = pc_r2(u, X, n_components)
+            r2 = pc_r2(u_defined, X, n_components)
             if r2 > best_r2[0]:
                 best_r2 = (r2, name)
         out[channel] = {"r_max": best_r[0], "r_max_feature": best_r[1], "r_max_dim": best_r[2],

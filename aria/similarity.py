@@ -13,23 +13,36 @@ from aria.channels import AUDIO, ChannelSet
 from aria.errors import ParameterError
 
 
+def defined_rows(X: np.ndarray) -> np.ndarray:
+    """Tracks whose feature vector is defined (no NaN: not "no beat"), X: (N, D) → (N,) bool."""
+    return np.isfinite(X).all(axis=1)
+
+
 def feature_std(X: np.ndarray) -> np.ndarray:
-    """Population std of each dimension over the pool, X: (N, D) → (D,); computed once per experiment."""
+    """Population std of each dimension over the pool's tracks with a defined vector, X: (N, D) → (D,) (zeros
+    when none is defined); computed once per experiment."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] == 0:
         raise ParameterError(f"expected a (tracks, dims) feature matrix, got shape {X.shape}")
-    return X.std(axis=0)
+    X = X[defined_rows(X)]
+    return X.std(axis=0) if len(X) else np.zeros(X.shape[1])
 
 
 def standardized_similarity(X: np.ndarray, std: np.ndarray) -> np.ndarray:
     """sim = 1 / (1 + d), d the Euclidean distance after dividing each dimension by `std`.
 
-    X: (N, D), std: (D,) → (N, N) float32. Dimensions with zero std carry no information and are left out.
+    X: (N, D), std: (D,) → (N, N) float32. Dimensions with zero std carry no information and are left out. A
+    track whose vector is undefined (NaN: "no beat") has NaN similarity to every track, itself included.
     """
     X = np.asarray(X, dtype=np.float64)
     std = np.asarray(std, dtype=np.float64)
     if X.ndim != 2 or std.shape != (X.shape[1],):
         raise ParameterError(f"feature matrix {X.shape} and std {std.shape} do not match")
+    defined = defined_rows(X)
+    if not defined.all():
+        sim = np.full((X.shape[0], X.shape[0]), np.nan, dtype=np.float32)
+        sim[np.ix_(defined, defined)] = standardized_similarity(X[defined], std)
+        return sim
     keep = std > 0
     if not keep.any():
         return np.ones((X.shape[0], X.shape[0]), dtype=np.float32)
@@ -58,8 +71,9 @@ def _match_masks(padded: np.ndarray, lengths: np.ndarray, words: int) -> tuple[n
 def sequence_similarity(sequences: Sequence[np.ndarray], *, block: int = 256) -> np.ndarray:
     """Normalised longest common subsequence: LCS(a, b) / max(len a, len b) for every pair → (N, N) float32.
 
-    Sequences hold non-negative integers (root-motion intervals mod 12). Two empty sequences are identical
-    (similarity 1); an empty and a non-empty one share nothing (0). The LCS lengths come from the
+    Sequences hold non-negative integers (root-motion intervals mod 12). Two empty sequences (no chord
+    change recognised in either) are undefined, NaN, not identical; an empty and a non-empty one share
+    nothing (0). The LCS lengths come from the
     bit-parallel recurrence of Crochemore et al. (2001), V ← (V + (V & M)) | (V & ~M) over the match masks M
     of the other sequence, for `block` rows against all sequences at once; LCS = zero bits of V.
     """
@@ -92,7 +106,7 @@ def sequence_similarity(sequences: Sequence[np.ndarray], *, block: int = 256) ->
         zeros = ~V & own[None, :, :]
         lcs[start : start + block] = _POPCOUNT[zeros.view(np.uint8)].reshape(len(rows), n, -1).sum(axis=2)
     longest = np.maximum(lengths[:, None], lengths[None, :])
-    sim = np.divide(lcs, longest, out=np.ones((n, n)), where=longest > 0)
+    sim = np.divide(lcs, longest, out=np.full((n, n), np.nan), where=longest > 0)
     return sim.astype(np.float32)
 
 

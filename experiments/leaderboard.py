@@ -39,6 +39,7 @@ def settings_from(cfg: DictConfig) -> tuple[AriaSettings, FeatureSettings]:
             sample_rate=int(f.sample_rate), beat_tracker=f.beat_tracker, beat_range_s=tuple(f.beat_range_s),
             onset_range_s=tuple(f.onset_range_s), n_bins=int(f.n_bins), n_mfcc=int(f.n_mfcc),
             n_cqt_bins=int(f.n_cqt_bins), hop_length=int(f.hop_length),
+            min_beat_activation=float(f.min_beat_activation),
         ),
     )
 

@@ -5,6 +5,7 @@ Plain functions on 1-D float32 numpy arrays, in the style of librosa.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -12,10 +13,70 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from execution.stdio import native_stderr_silenced
 from lumina.errors import AudioError, ParameterError
 
 SILENCE_DBFS = -90.0
 """A file whose overall RMS is below this level is treated as silent."""
+
+NOT_AUDIO = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+             b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive (or an office document)",
+             b"\x1f\x8b": "a gzip archive", b"<!DOCTYPE": "a web page", b"<html": "a web page"}
+"""Leading bytes of common files that are not audio libsndfile reads, and what to call them in an error."""
+
+DECODE_FIX = "convert it to WAV or FLAC (e.g. `ffmpeg -i FILE out.flac`), or remove it"
+
+
+def content_kind(head: bytes) -> str | None:
+    """What a file's first bytes `head` say it is when it is plainly not audio: a name from `NOT_AUDIO`,
+    "text" (printable UTF-8), "an empty file"; None when they could be audio."""
+    if not head:
+        return "an empty file (0 bytes)"
+    for magic, kind in NOT_AUDIO.items():
+        if head.startswith(magic):
+            return kind
+    if head[4:8] == b"ftyp":
+        return "an MP4/M4A container (AAC or ALAC, which libsndfile does not read)"
+    text = head.decode("utf-8", errors="replace").rstrip("\ufffd")  # a character cut at the end is still text
+    return "text" if text and all(c.isprintable() or c in "\t\r\n" for c in text) else None
+
+
+def _mpeg_decoder_may_run(path: Path, head: bytes) -> bool:
+    """libsndfile hands a file to libmpg123 (which prints to the terminal) by its `.mp3` name or an MPEG header."""
+    return path.suffix.lower() in (".mp3", ".mp2", ".mpga") or head.startswith(b"ID3") or (
+        len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+def decode_error(path: Path, head: bytes, err: Exception) -> AudioError:
+    """The `AudioError` for a file libsndfile could not open: what the file holds when its first bytes say
+    (docs/corpus.md#bad-files), else that the data is not audio libsndfile reads or is damaged."""
+    kind = content_kind(head)
+    if kind is not None:
+        return AudioError(path, f"not an audio file: it holds {kind}", "remove it, or replace it with the recording")
+    reason = str(err).split(": ", 1)[-1].strip().rstrip(".")
+    detail = "" if "possibly a pipe" in reason or "does not exist" in reason else f" (libsndfile: {reason})"
+    return AudioError(path, "cannot decode: not audio that libsndfile (WAV, FLAC, OGG, AIFF, …) or its MP3 "
+                      f"decoder reads, or the file is damaged{detail}", DECODE_FIX)
+
+
+def read_file(path: str | Path, *, info_only: bool = False) -> tuple[np.ndarray | None, int]:
+    """Decode an audio file: samples (n, channels) float32 (None with `info_only`) and its sample rate.
+
+    The MP3 decoder's notes to the terminal are silenced (`execution.stdio`); a file libsndfile cannot open
+    raises the `AudioError` of `decode_error`.
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    quiet = native_stderr_silenced() if _mpeg_decoder_may_run(path, head) else contextlib.nullcontext()
+    try:
+        with quiet:
+            if info_only:
+                return None, int(sf.info(str(path)).samplerate)
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise decode_error(path, head, err) from err
+    return data, int(sr)
 
 
 def rms_dbfs(audio: np.ndarray) -> float:
@@ -49,13 +110,7 @@ def load_audio(
     path = Path(path)
     if not path.exists():
         raise AudioError(path, "file not found", "check the path or the manifest's `path` column")
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(
-            path, f"cannot decode audio ({err})", "the file is corrupt or not a format libsndfile reads; "
-            "convert it to WAV or FLAC"
-        ) from err
+    data, sr = read_file(path)
     if data.shape[0] == 0:
         raise AudioError(path, "the file holds no samples", "remove it or replace it with a real recording")
     if not np.isfinite(data).all():

@@ -87,7 +87,7 @@ def test_truncated_wav(tmp_path: Path) -> None:
 def test_unsupported_file(tmp_path: Path) -> None:
     path = tmp_path / "notes.mp3"
     path.write_text("these are my notes, not a recording\n" * 20)
-    check_error(path, "cannot decode")
+    check_error(path, "not an audio file: it holds text")
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -311,7 +311,7 @@ def catalogue(root: Path) -> Path:
     (music / "live").mkdir(parents=True)
     sf.write(music / "song.wav", tone(1.0, SR), SR)
     sf.write(music / "stereo.flac", tone(1.0, 44100, channels=2), 44100)
-    sf.write(music / "live" / "low.wav", tone(0.5, 16000), 16000)
+    sf.write(music / "live" / "low.wav", tone(1.5, 16000), 16000)
     (music / "corrupt.wav").write_bytes(np.random.default_rng(0).bytes(2048))
     (music / "notes.mp3").write_text("not a recording\n" * 50)
     sf.write(music / "silent.wav", np.zeros(SR), SR)
@@ -333,13 +333,14 @@ def test_folder_builds_a_manifest_and_skips_bad_files(tmp_path: Path, caplog: py
     assert sorted(train.index) == ["live__low", "song", "stereo"]
     assert train.loc["stereo", "sample_rate"] == 44100 and train.loc["live__low", "sample_rate"] == 16000
     assert train.loc["stereo", "duration_s"] == pytest.approx(1.0)
-    assert train.loc["live__low", "duration_s"] == pytest.approx(0.5)
+    assert train.loc["live__low", "duration_s"] == pytest.approx(1.5)
     assert manifest.path_of("stereo") == (music / "stereo.flac").resolve()
     rejected = pd.read_csv(manifest.root / "rejected.csv").set_index("path")
     problems = {Path(p).name: problem for p, problem in rejected["problem"].items()}
     assert set(problems) == {"corrupt.wav", "notes.mp3", "silent.wav", "blip.wav"}
     assert problems["silent.wav"].startswith("silent") and problems["blip.wav"].startswith("too short")
-    assert problems["corrupt.wav"].startswith("cannot decode") and problems["notes.mp3"].startswith("cannot decode")
+    assert problems["corrupt.wav"].startswith("cannot decode")
+    assert problems["notes.mp3"] == "not an audio file: it holds text"
     for name in problems:  # each skipped file gets a warning naming it
         assert any(name in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records), name
 
@@ -406,9 +407,9 @@ def test_folder_catalogue_is_keyed_by_its_content(tmp_path: Path) -> None:
         return music
 
     cache = tmp_path / "cache"
-    a = recordings("a", {"song.wav": 1.0, "other.wav": 0.5})
-    b = recordings("b", {"song.wav": 2.0, "other.wav": 0.5})  # same file names, one file's audio differs
-    copy = recordings("copy", {"song.wav": 1.0, "other.wav": 0.5})  # a's files in another place
+    a = recordings("a", {"song.wav": 1.0, "other.wav": 1.5})
+    b = recordings("b", {"song.wav": 2.0, "other.wav": 1.5})  # same file names, one file's audio differs
+    copy = recordings("copy", {"song.wav": 1.0, "other.wav": 1.5})  # a's files in another place
     built = {m.name: build_corpus(folder_cfg(m), cache, progress=False) for m in (a, b, copy)}
     assert built["a"].root != built["b"].root and built["a"].root.name.startswith("folder-")
     assert built["a"].catalogue_key != built["b"].catalogue_key
@@ -418,7 +419,7 @@ def test_folder_catalogue_is_keyed_by_its_content(tmp_path: Path) -> None:
     assert again.root == built["a"].root and again.catalogue_key == built["a"].catalogue_key
     without_hashes = Manifest(again.table.drop(columns="audio_sha256"), again.root)
     assert without_hashes.catalogue_key == again.catalogue_key, "the hash column only spares reading the files"
-    sf.write(a / "new.wav", tone(0.5, 16000), 16000)  # nothing renamed, one file added
+    sf.write(a / "new.wav", tone(1.5, 16000), 16000)  # nothing renamed, one file added
     grown = build_corpus(folder_cfg(a), cache, progress=False)
     assert grown.root != built["a"].root and grown.catalogue_key != built["a"].catalogue_key
     metadata = tmp_path / "meta.csv"
@@ -441,3 +442,35 @@ def test_folder_empty_or_unusable(tmp_path: Path) -> None:
         build_corpus(folder_cfg(tmp_path / "nowhere"), tmp_path / "cache", progress=False)
     with pytest.raises(CorpusError, match="data.path is required"):
         build_corpus(data_config("folder"), tmp_path / "cache", progress=False)
+
+
+def test_folder_rejects_cut_files_and_non_audio_accurately(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """docs/corpus.md#bad-files: an MP3 cut to 2 KB decodes to a fraction of a second and is rejected below
+    `data.min_duration_s`; a PNG or text renamed as audio is named for what it is; libmpg123's notes about the
+    broken files never reach the terminal (file descriptor 2)."""
+    music = tmp_path / "music"
+    music.mkdir()
+    sf.write(music / "song.mp3", tone(3.0, 44100), 44100, format="MP3")
+    (music / "cut.mp3").write_bytes((music / "song.mp3").read_bytes()[:2048])
+    (music / "cover.mp3").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(600))
+    (music / "lyrics.wav").write_text("la la la\n" * 40)
+    (music / "noise.mp3").write_bytes(np.random.default_rng(1).bytes(4096))
+    manifest = build_corpus(folder_cfg(music), tmp_path / "cache", progress=False)
+    assert manifest.train_ids == ["song"]
+    rejected = pd.read_csv(manifest.root / "rejected.csv").set_index("path")
+    problems = {Path(p).name: problem for p, problem in rejected["problem"].items()}
+    fixes = {Path(p).name: fix for p, fix in rejected["fix"].items()}
+    cut_s = float(re.match(r"too short: ([0-9.]+) s, less than data.min_duration_s = 1 s", problems["cut.mp3"])[1])
+    assert 0.02 < cut_s < 0.5  # 2 KB of a 44.1 kHz MP3: a few frames
+    assert "lower data.min_duration_s" in fixes["cut.mp3"]
+    assert problems["cover.mp3"] == "not an audio file: it holds a PNG image"
+    assert problems["lyrics.wav"] == "not an audio file: it holds text"
+    assert problems["noise.mp3"].startswith("cannot decode: not audio that libsndfile")
+    assert "pipe" not in " ".join(problems.values())
+    err = capfd.readouterr().err
+    assert "MPEG" not in err and "resync" not in err and "Xing" not in err, err
+    kept = build_corpus(folder_cfg(music, min_duration_s=0.0), tmp_path / "cache", progress=False)
+    assert sorted(kept.train_ids) == ["cut", "song"], "the minimum is a setting, and part of the build's key"
+    assert kept.root != manifest.root
+    with pytest.raises(ParameterError, match="min_duration_s"):
+        build_corpus(folder_cfg(music, min_duration_s=-1), tmp_path / "cache", progress=False)

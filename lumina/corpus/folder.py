@@ -13,17 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-import soundfile as sf
 from tqdm import tqdm
 
-from lumina.audio import file_sha256, load_audio
+from lumina.audio import file_sha256, load_audio, read_file
 from lumina.corpus.common import read_json, settings_key, write_json
 from lumina.errors import AudioError, CorpusError, ParameterError
 from lumina.manifest import AUDIO_SHA256, COLUMNS, Manifest
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = "folder-2"
+BUILDER_VERSION = "folder-3"
 """Part of the cache key: bump it whenever a change to this builder changes its output."""
 
 CatalogueFile = tuple[str, Path, Path]
@@ -111,7 +110,8 @@ def per_file(files: list[CatalogueFile], compute: Callable[[Path], object], corp
 def cache_key(cfg: Mapping, corpus_root: Path, *, threads: int = 2, progress: bool = False) -> str:
     """Short hash of the catalogue's content (docs/corpus.md#how-a-folder-catalogue-is-keyed): the path relative to
     its folder and the
-    SHA-256 of every audio file, by split, the metadata file's SHA-256, the check rate and the builder version.
+    SHA-256 of every audio file, by split, the metadata file's SHA-256, the check rate, the minimum duration and
+    the builder version.
     Neither `data.name` nor where the folders lie is part of it."""
     files = catalogue_files(cfg)
     hashes = per_file(files, file_sha256, corpus_root, "sha256", threads=threads, progress=progress)
@@ -120,7 +120,8 @@ def cache_key(cfg: Mapping, corpus_root: Path, *, threads: int = 2, progress: bo
         listing.setdefault(split, []).append([path.relative_to(folder).as_posix(), str(hashes[str(path)])])
     metadata = metadata_file(cfg)
     return settings_key({"builder_version": BUILDER_VERSION, "sample_rate": int(cfg["sample_rate"]),
-                         "files": listing, "metadata": file_sha256(metadata) if metadata else None})
+                         "min_duration_s": float(cfg["min_duration_s"]), "files": listing,
+                         "metadata": file_sha256(metadata) if metadata else None})
 
 
 def validate(path: Path, sample_rate: int) -> dict:
@@ -130,7 +131,17 @@ def validate(path: Path, sample_rate: int) -> dict:
     except AudioError as err:
         return {"ok": False, "problem": err.problem, "fix": err.fix, "duration_s": None, "sample_rate": None}
     return {"ok": True, "problem": "", "fix": "", "duration_s": audio.shape[0] / sample_rate,
-            "sample_rate": int(sf.info(str(path)).samplerate)}
+            "sample_rate": read_file(path, info_only=True)[1]}
+
+
+def too_short(result: dict, min_duration_s: float) -> dict:
+    """`result` of `validate`, rejected when the file lasts less than `min_duration_s` (`data.min_duration_s`,
+    docs/corpus.md#bad-files)."""
+    if not result["ok"] or result["duration_s"] >= min_duration_s:
+        return result
+    return {**result, "ok": False, "problem": f"too short: {result['duration_s']:.2f} s, less than "
+            f"data.min_duration_s = {min_duration_s:g} s (a truncated or cut file?)",
+            "fix": f"use a recording of at least {min_duration_s:g} s, or lower data.min_duration_s"}
 
 
 def read_metadata(path: Path) -> pd.DataFrame:
@@ -172,6 +183,9 @@ def build(cfg: Mapping, out_dir: Path, *, threads: int = 2, progress: bool = Tru
     """
     if cfg["on_bad_file"] not in ("skip", "error"):
         raise ParameterError(f"data.on_bad_file must be skip or error, got {cfg['on_bad_file']!r}")
+    min_duration_s = float(cfg["min_duration_s"])
+    if not min_duration_s >= 0:
+        raise ParameterError(f"data.min_duration_s must be >= 0 seconds, got {cfg['min_duration_s']!r}")
     started = time.perf_counter()
     files = catalogue_files(cfg)
     metadata = metadata_file(cfg)
@@ -182,7 +196,7 @@ def build(cfg: Mapping, out_dir: Path, *, threads: int = 2, progress: bool = Tru
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, rejected = [], []
     for split, folder, path in files:
-        result = results[str(path)]
+        result = too_short(results[str(path)], min_duration_s)
         if not result["ok"]:
             rejected.append({"path": str(path), "problem": result["problem"], "fix": result["fix"]})
             continue

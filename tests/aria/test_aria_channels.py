@@ -36,7 +36,7 @@ def test_the_audio_leaderboard_keeps_its_columns():
     assert leaderboard_columns() == (
         "method", "setting", "status", "rho1", "rho2_5", "concentration", "inter_query_corr", "collapsed",
         "rhythm_z", "rhythm_pos", "rhythm_sig", "harmony_z", "harmony_pos", "harmony_sig",
-        "timbre_z", "timbre_pos", "timbre_sig", "rank", "command")
+        "timbre_z", "timbre_pos", "timbre_sig", "rank", "note", "command")
 
 
 def test_an_unknown_set_names_the_known_ones():
@@ -205,7 +205,7 @@ def test_the_leaderboard_reports_exactly_the_symbolic_channels(tmp_path):
     channel_columns = [f"{c}_{s}" for c in ("melody", "harmony", "rhythm", "dynamic", "texture")
                        for s in ("z", "pos", "sig")]
     assert list(csv.columns) == ["method", "setting", "status", "rho1", "rho2_5", "concentration",
-                                 "inter_query_corr", "collapsed", *channel_columns, "rank", "command"]
+                                 "inter_query_corr", "collapsed", *channel_columns, "rank", "note", "command"]
     assert list(table.columns) == list(csv.columns)
     by = csv.set_index("method")
     # reliability by hand: singular values 10 and 1 (flat), 1 and 0.9 with zero-mean orthogonal columns (clean)
