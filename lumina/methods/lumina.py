@@ -83,7 +83,7 @@ def run(ctx: RunContext) -> list[ScoreMatrix]:
     path = database_path(options, signature_store(ctx.layout.cache, generator))
     started = time.perf_counter()
     db = build_database(path, generator, manifest_tracks(ctx.manifest), config, batch_size=options.batch_size,
-                        catalogue_key=ctx.manifest.catalogue_key)
+                        catalogue_key=ctx.manifest.catalogue_key, progress=ctx.progress)
     extraction_s = round(time.perf_counter() - started, 2)
     signed = set(db.song_ids)
     train_ids = [t for t in ctx.manifest.train_ids if t in signed]
