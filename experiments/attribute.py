@@ -21,9 +21,10 @@ from omegaconf import OmegaConf
 
 from lumina.context import configure_runtime, layout, load_corpus
 from lumina.database import read_database
+from lumina.device import placement_from
 from lumina.methods.lumina import database_path
 from lumina.methods.options import LuminaOptions
-from lumina.report import attribute_file, write_report
+from lumina.report import attribute_file, database_generator, write_report
 from lumina.signature_scoring import ScoringConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     database = args.database or database_path(options, layout(cfg, load_corpus(cfg)).method_cache("lumina"))
     db = read_database(database)
     report = attribute_file(args.audio, db, ScoringConfig.from_options(options.as_dict()),
-                            description=args.description)
+                            description=args.description, generator=database_generator(db, placement_from(cfg)))
     out = Path(args.out) if args.out else Path(cfg.paths.outputs) / "reports" / Path(args.audio).stem
     json_path, md_path = write_report(report, out, args.top)
     print(md_path.read_text())

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from lumina.baselines.gradients import cached, item_key
 from lumina.baselines.items import batches
+from lumina.device import to_numpy
 from lumina.errors import ParameterError
 from lumina.generator.capture import only_requiring_grad
 from lumina.generator.protocol import Generator, Item
@@ -36,7 +37,7 @@ from lumina.generator.protocol import Generator, Item
 METHODS = ("logra", "factgrass")
 
 
-def compression_kwargs(method: str, proj_dim: int, blowup: int = 4, device: str = "cpu") -> tuple[dict, dict]:
+def compression_kwargs(method: str, proj_dim: int, blowup: int, device: str) -> tuple[dict, dict]:
     """dattri's sparsifier and projector settings for LoGra and FactGraSS at `proj_dim` per layer on `device`."""
     if method == "logra":
         side = math.isqrt(proj_dim)
@@ -87,7 +88,7 @@ def compressed_gradients(
     def compute(index: np.ndarray) -> np.ndarray:
         with only_requiring_grad(module, weights), torch.enable_grad():
             module(**generator.collate([items[i] for i in index])).loss.backward()
-        return torch.cat([g.detach() for g in hooks.get_compressed_grads()], dim=1).cpu().numpy()
+        return to_numpy(torch.cat([g.detach() for g in hooks.get_compressed_grads()], dim=1))
 
     out: np.ndarray | None = None
     try:

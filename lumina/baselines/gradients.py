@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from lumina.baselines.items import batches
 from lumina.baselines.weights import example_loss
+from lumina.device import to_numpy
 from lumina.errors import LuminaError, ParameterError
 from lumina.generator.protocol import Batch, Generator, Item
 
@@ -98,7 +99,7 @@ def example_rows(
         grads = per_example_gradients(module, names, generator.collate([items[i] for i in index]))
         if not torch.isfinite(grads).all():
             raise LuminaError(f"non-finite gradient in a batch of {len(index)} items")
-        return reduce(grads).numpy()
+        return to_numpy(reduce(grads))
 
     out: np.ndarray | None = None
     for b, index in enumerate(tqdm(batches(items, batch_size), desc=desc, disable=not progress, unit="batch")):
