@@ -69,13 +69,14 @@ def parameter_order(module: torch.nn.Module, names: Sequence[str]) -> list[str]:
 
 def per_example_gradients(module: torch.nn.Module, names: Sequence[str], batch: Batch) -> torch.Tensor:
     """Gradients (B, D) of each example's loss (`module`: a generator's loss module) with respect to the
-    parameters `names` at the module's current weights, flattened in `parameter_order`."""
+    parameters `names` at the module's current weights, flattened in `parameter_order`, float32 whatever the
+    model's dtype."""
     order = parameter_order(module, names)
     params = {n: p.detach() for n, p in module.named_parameters() if n in set(order)}
     with torch.no_grad(), warnings.catch_warnings():  # torch.func.grad differentiates inside; nothing outside
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
         grads = vmap(grad(example_loss(module)), in_dims=(None, 0))(params, batch)
-    return torch.cat([grads[n].reshape(grads[n].shape[0], -1) for n in order], dim=1)
+    return torch.cat([grads[n].reshape(grads[n].shape[0], -1) for n in order], dim=1).float()  # bf16 models: float32
 
 
 def example_rows(
