@@ -58,10 +58,11 @@ def setup(method: str, overrides: list[str]):
 def context(cfg, manifest, load, cache_dir: Path):
     from omegaconf import OmegaConf
 
-    from lumina.methods import RunContext
+    from lumina.context import Layout, method_context
 
-    return RunContext(manifest=manifest, options=OmegaConf.to_container(cfg.method, resolve=True), cache_dir=cache_dir,
-                      load_generator=load, seed=int(cfg.seed), threads=int(cfg.threads))
+    where = Layout(cache_dir.parent, Path(cfg.paths.runs), "benchmark")
+    return method_context(manifest, OmegaConf.to_container(cfg.method, resolve=True), where, load,
+                          seed=int(cfg.seed), threads=int(cfg.threads), progress=False)
 
 
 def measure_run(method: str, overrides: list[str]) -> dict:
@@ -85,12 +86,13 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
     """Part 2, in a fresh process: `variant` ('project' or 'dattri') of `method` on the subset; scores to `out`."""
     import torch
 
-    from lumina.baselines import blockif, task
+    from lumina.baselines import block_projected as blockif
     from lumina.baselines.gradient_similarity import inner_product_scores
-    from lumina.baselines.items import loader
+    from lumina.baselines.items import batch_fields, loader
     from lumina.baselines.trak import trak
+    from lumina.baselines.weights import load_weights, make_task, restored, weights_copy
     from lumina.generator.capture import only_requiring_grad
-    from lumina.methods.gradient import load_corpus, parameter_choice
+    from lumina.methods.gradient import load_corpus
 
     cfg, manifest, load = setup(method, overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,11 +102,12 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
         if method in ("logra", "factgrass"):
             segments = len(corpus.train)
         train, qs = corpus.train[:segments], corpus.queries[:queries]
-        o = ctx.options
+        o = ctx.options.as_dict()
         batch = int(o["batch_size"])
+        device = str(generator.device)
         started = time.perf_counter()
         if method in ("logra", "factgrass"):
-            layers = parameter_choice(o["layers"])
+            layers = o["layers"]
             if variant == "project":
                 scores, _ = blockif.block_projected(generator, method, train, qs, Path(tmp), layers=layers,
                                                     proj_dim=int(o["proj_dim"]), blowup=int(o.get("blowup", 4)),
@@ -113,29 +116,29 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
                 from dattri.algorithm import FactGraSSAttributor, LoGraAttributor
                 from dattri.task import AttributionTask
 
-                module = task.MeanTeacherForcing(generator)
+                module = generator.loss_module(mean=True)
                 t = AttributionTask(loss_func=lambda model, b, device: model(**b).loss, model=module,
-                                    checkpoints=[task.lm_state(generator)], checkpoints_load_func=task.load_weights)
+                                    checkpoints=[weights_copy(generator)], checkpoints_load_func=load_weights)
                 extra = {"blowup_factor": int(o["blowup"])} if method == "factgrass" else {}
                 cls = LoGraAttributor if method == "logra" else FactGraSSAttributor
                 with torch.compiler.set_stance("force_eager"):
                     a = cls(task=t, layer_names=blockif.linear_layers(module, layers, generator.num_layers),
-                            hessian=o["hessian"], damping=o["damping"], device="cpu", offload="cpu", cache_dir=tmp,
+                            hessian=o["hessian"], damping=o["damping"], device=device, offload=device, cache_dir=tmp,
                             proj_dim=int(o["proj_dim"]), **extra)
                     a.cache(loader(generator, train, batch, as_dict=True))
                     scores = a.attribute(loader(generator, train, batch, as_dict=True),
                                          loader(generator, qs, batch, as_dict=True)).numpy()
         else:
-            names = task.select_parameters(generator, parameter_choice(o["parameters"]))
+            names = generator.parameter_group(o["parameters"])
             proj_dim, seed = int(o["proj_dim"]), int(o["proj_seed"])
             if method == "tracin":
-                saved = task.training_checkpoints(generator)
+                saved = generator.checkpoints()
                 checkpoints, weights = [p for p, _ in saved], [lr for _, lr in saved]
             elif method == "trak":
-                checkpoints, weights = [task.lm_state(generator)] * int(o["ensemble"]), None
+                checkpoints, weights = [weights_copy(generator)] * int(o["ensemble"]), None
             else:
-                checkpoints, weights = [task.lm_state(generator)], [1.0]
-            with task.restored(generator), only_requiring_grad(generator.model, names):
+                checkpoints, weights = [weights_copy(generator)], [1.0]
+            with restored(generator), only_requiring_grad(generator.loss_module(), names):
                 if variant == "project" and method == "trak":
                     scores, _ = trak(generator, names, checkpoints[:1], [(0, m) for m in range(len(checkpoints))],
                                      train, qs, Path(tmp), proj_dim=proj_dim, regularization=float(o["regularization"]),
@@ -147,12 +150,12 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
                 else:
                     from dattri.algorithm import TracInAttributor, TRAKAttributor
 
-                    t = task.make_task(task.TeacherForcing(generator), checkpoints)
+                    t = make_task(generator.loss_module(), checkpoints, batch_fields(generator, train[0]))
                     projector = {"proj_dim": proj_dim if proj_dim > 0 else -1, "proj_max_batch_size": 32,
-                                 "proj_seed": seed, "device": "cpu",
+                                 "proj_seed": seed, "device": device,
                                  "proj_type": "normal" if proj_dim > 0 else "identity"}
                     if method == "trak":
-                        d = sum(generator.lm_parameters()[n].numel() for n in names)  # dattri's φ is P g / √D
+                        d = sum(generator.trainable_parameters()[n].numel() for n in names)  # dattri's φ is P g / √D
                         a = TRAKAttributor(t, correct_probability_func=lambda params, data: data[0].sum() * 0.0,
                                            projector_kwargs=projector, regularization=float(o["regularization"]) / d)
                         a.cache(loader(generator, train, batch))

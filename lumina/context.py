@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lumina.device import REFERENCE, Placement, configure_device, placement_from
 from lumina.errors import ParameterError
+from lumina.generator.architectures import build_architecture
 from lumina.generator.codes import encode_tracks
 from lumina.generator.embedded import EmbeddedModelConfig, fit_codec, train_embedded
 from lumina.generator.musicgen import MusicgenGenerator
@@ -102,8 +103,8 @@ def model_loader(model: Mapping[str, Any], manifest: Manifest, cache: Path, *, p
     """`generator_loader` from a plain `model` config (what worker processes receive); the generator is
     trained and loaded on `placement` (the `device` and `dtype` settings)."""
     kind = model.get("kind")
-    if kind not in ("embedded", "pretrained"):
-        raise ParameterError(f"model.kind must be 'embedded' or 'pretrained', got {kind!r}")
+    if kind not in ("embedded", "pretrained", "architecture"):
+        raise ParameterError(f"model.kind must be 'embedded', 'pretrained' or 'architecture', got {kind!r}")
     return _MusicgenLoader(dict(model), manifest, Path(cache), progress, placement)
 
 
@@ -124,9 +125,11 @@ class _MusicgenLoader:
                                   placement=self.placement)
         if train_ids is not None:
             raise ParameterError(
-                f"{self.model['path']}: a pretrained checkpoint cannot be retrained on a subset here; "
-                "retraining experiments need the embedded default (model=embedded)"
+                f"{self.model.get('path', self.model['name'])}: a pretrained checkpoint or a random architecture "
+                "cannot be retrained on a subset here; retraining needs the embedded default (model=embedded)"
             )
+        if self.model["kind"] == "architecture":
+            return build_architecture(self.model, self.manifest.table["description"], placement=self.placement)
         return MusicgenGenerator.load(self.model["path"], self.placement)
 
     def prepare(self) -> None:

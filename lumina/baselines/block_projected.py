@@ -15,8 +15,9 @@ repeat dattri's `BlockProjectedIFAttributor` arithmetic.
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 from dattri.algorithm.block_projected_if.core.compressor import setup_model_compressors
 from dattri.algorithm.block_projected_if.core.hook import HookManager
 from dattri.algorithm.block_projected_if.core.utils import stable_inverse
+from dattri.func.projection import BasicProjector, ProjectionType
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -56,6 +58,40 @@ def compression_kwargs(method: str, proj_dim: int, blowup: int, device: str) -> 
             {"device": device, "proj_dim": proj_dim, "proj_max_batch_size": 64, "proj_type": "normal"},
         )
     raise ParameterError(f"unknown block-projected method {method!r}; use one of {METHODS}")
+
+
+class DrawnOnce:
+    """dattri's dense Gaussian `BasicProjector` (ensemble 0) with its blocks drawn once: dattri draws them again
+    on every call when the projection is wider than its block of 100 columns (FactGraSS's second stage, k = 256:
+    three blocks per layer and batch). Same matrices, same products in the same order: the same bits."""
+
+    def __init__(self, projector: BasicProjector) -> None:
+        self.projector = projector
+        self.blocks = []
+        for state in projector.generator_states:
+            projector._gen_randomness_dense(state)
+            self.blocks.append(projector.proj_matrix.clone())
+
+    def __call__(self, features: torch.Tensor, ensemble_id: int = 0) -> torch.Tensor:
+        """Features (n, D) → (n, k), as `BasicProjector.project(features, 0)`."""
+        p = self.projector
+        features = features.to(p.device)
+        sketch = torch.zeros(size=(features.size(0), p.proj_dim), dtype=p.dtype, device=p.device)
+        for index, block in enumerate(self.blocks):
+            start, stop = index * p.block_size, min((index + 1) * p.block_size, p.proj_dim)
+            sketch[:, start:stop] = features.type(p.dtype) @ block[:, : (stop - start)]
+        sketch /= p.proj_dim**0.5
+        return sketch.type(features.dtype)
+
+
+def drawn_once(project: Callable) -> Callable:
+    """A dattri projection function with a multi-block dense Gaussian CPU projector replaced by `DrawnOnce`
+    (any other projection is returned as it is)."""
+    projector = inspect.getclosurevars(project).nonlocals.get("projector")
+    if (isinstance(projector, BasicProjector) and projector.num_blocks > 1
+            and projector.proj_type == ProjectionType.normal and projector.ensemble_id == 0):
+        return DrawnOnce(projector)
+    return project
 
 
 def linear_layers(module: nn.Module, layers: str | Sequence[int], num_layers: int) -> list[str]:
@@ -155,6 +191,9 @@ def block_projected(
         projector_kwargs={**projector, "proj_seed": proj_seed}, sample_inputs=generator.collate(list(train[:1])),
         device=device,
     )
+    for compressor in compressors:
+        if compressor.projector is not None and compressor.projector.projector is not None:
+            compressor.projector.projector = drawn_once(compressor.projector.projector)
     with torch.compiler.set_stance("force_eager"):  # dattri compiles its compressor; on CPU that costs minutes
         feats = [
             torch.from_numpy(compressed_gradients(
