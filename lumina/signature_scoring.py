@@ -92,6 +92,17 @@ def kernel_scores(train: np.ndarray, queries: np.ndarray, lam: float = 0.01, fac
     return k @ cho_solve(factor, g.T)
 
 
+def query_scores(train: np.ndarray, query: np.ndarray, factor: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine and kernel-regression scores (N,), (N,) of one unit-norm query (D,) against unit-norm training
+    signatures (N, D) with their `kernel_factor`, in one pass over the training matrix: [g, (KᵀK + λI)⁻¹ g] Kᵀ.
+
+    Equal to `train @ query` and `kernel_scores(train, query[None], factor=factor)[:, 0]` up to float64 rounding
+    (one matrix product instead of two: the step is bound by reading the N × D matrix)."""
+    g = np.asarray(query, dtype=np.float64)
+    both = np.stack([g, cho_solve(factor, g)]) @ train.T
+    return both[0], both[1]
+
+
 def combined(p: np.ndarray, m: np.ndarray) -> np.ndarray:
     """The two channels as one signature, [P, M] / √2 (unit norm for unit P and M): (n, d_P + d_M).
 
