@@ -9,8 +9,9 @@ cache: wall seconds and peak resident memory (VmHWM of the process: imports, mod
 Part 2 (`dattri`): on the first `--segments` training segments and `--queries` queries of the embedded
 default, each method's scores computed by the project's pipeline and by the plain dattri attributor with the
 same settings (`TracInAttributor` for GradDot, Grad-Cos and TracIn, `TRAKAttributor`, `LoGraAttributor`,
-`FactGraSSAttributor`), each in a fresh process, one after the other: seconds, peak memory, the time ratio
-and the largest score difference. LoGra and FactGraSS take every training segment: with fewer segments than
+`FactGraSSAttributor`), each in a fresh process, one after the other: wall and process CPU seconds (the
+CPU-time ratio is the steadier one on a machine shared with other jobs), peak memory, the time ratios and the
+largest score difference. LoGra and FactGraSS take every training segment: with fewer segments than
 a layer's projected dimension their per-layer Fisher is singular, and float32 rounding differences between
 any two implementations are amplified past comparison. Unlearning has no dattri counterpart. Writes
 outputs/benchmarks/gradient_baselines.{json,md}.
@@ -105,7 +106,7 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
         o = ctx.options.as_dict()
         batch = int(o["batch_size"])
         device = str(generator.device)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         if method in ("logra", "factgrass"):
             layers = o["layers"]
             if variant == "project":
@@ -164,9 +165,10 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
                         a = TracInAttributor(t, weight_list=torch.tensor(weights), normalized_grad=method == "gradcos",
                                              projector_kwargs=projector)
                         scores = a.attribute(loader(generator, train, batch), loader(generator, qs, batch)).numpy()
-        seconds = time.perf_counter() - started
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     np.save(out, np.asarray(scores, dtype=np.float64))
-    return {"method": method, "variant": variant, "seconds": round(seconds, 1), "peak_mb": peak_kb() // 1024,
+    return {"method": method, "variant": variant, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+            "peak_mb": peak_kb() // 1024,
             "segments": len(train), "queries": len(qs)}
 
 
@@ -186,11 +188,11 @@ def to_markdown(result: dict) -> str:
                   f"{r['peak_mb']} |" for r in result["runs"]]
     if result["dattri"]:
         lines += ["", "## Project pipeline beside plain dattri (same settings, fresh process each)", "",
-                  "| method | segments × queries | project s | dattri s | dattri / project | project MB | dattri MB | "
-                  "max abs diff | max abs score |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| method | segments × queries | project s | dattri s | dattri / project | same, CPU time | "
+                  "project MB | dattri MB | max abs diff | max abs score |", "|---" * 10 + "|"]
         lines += [f"| {c['method']} | {c['segments']} × {c['queries']} | {c['project_s']} | {c['dattri_s']} | "
-                  f"{c['ratio']:.2f} | {c['project_mb']} | {c['dattri_mb']} | {c['max_abs_diff']:.3g} | "
-                  f"{c['max_abs_score']:.3g} |" for c in result["dattri"]]
+                  f"{c['ratio']:.2f} | {c['cpu_ratio']:.2f} | {c['project_mb']} | {c['dattri_mb']} | "
+                  f"{c['max_abs_diff']:.3g} | {c['max_abs_score']:.3g} |" for c in result["dattri"]]
     return "\n".join(lines) + "\n"
 
 
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
             compared.append({
                 "method": m, "project_s": pair["project"]["seconds"], "dattri_s": pair["dattri"]["seconds"],
                 "ratio": pair["dattri"]["seconds"] / max(pair["project"]["seconds"], 1e-9),
+                "cpu_ratio": pair["dattri"]["cpu_seconds"] / max(pair["project"]["cpu_seconds"], 1e-9),
                 "project_mb": pair["project"]["peak_mb"], "dattri_mb": pair["dattri"]["peak_mb"],
                 "max_abs_diff": float(np.abs(ours - theirs).max()), "max_abs_score": float(np.abs(theirs).max()),
                 "segments": pair["project"]["segments"], "queries": pair["project"]["queries"],

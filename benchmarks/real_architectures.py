@@ -75,10 +75,21 @@ def tones(n: int, sample_rate: int) -> list[np.ndarray]:
 
 
 def timed(fn, *args, **kwargs) -> tuple[object, float, float]:
-    """fn's result, its wall seconds and the peak resident memory it added (MB)."""
+    """fn's result, its wall seconds and the peak memory it added (MB): resident memory on the CPU, allocated
+    GPU memory when a GPU is in use."""
+    import torch
+
+    gpu = torch.cuda.is_available() and torch.cuda.is_initialized()
     before = reset_peak()
+    if gpu:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() // 1024
     started = time.perf_counter()
     out = fn(*args, **kwargs)
+    if gpu:
+        torch.cuda.synchronize()
+        return out, time.perf_counter() - started, (torch.cuda.max_memory_allocated() // 1024 - before) / 1024
     return out, time.perf_counter() - started, (memory_kb("VmHWM") - before) / 1024
 
 
