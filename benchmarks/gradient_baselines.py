@@ -20,7 +20,6 @@ outputs/benchmarks/gradient_baselines.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import sys
@@ -31,6 +30,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.output import write
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 METHODS = ("graddot", "gradcos", "tracin", "trak", "logra", "factgrass", "unlearning")
@@ -233,11 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"command": " ".join(["python -m benchmarks.gradient_baselines", *(argv or sys.argv[1:])]),
               "threads": threads, "load": [load_before, load_average()], "segments": args.segments,
               "queries": args.queries, "runs": runs, "dattri": compared}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gradient_baselines.json").write_text(json.dumps(result, indent=2))
-    (out / "gradient_baselines.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    write(args.out, "gradient_baselines", result, to_markdown(result))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Writes outputs/benchmarks/lumina_extraction.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+
+from benchmarks.output import write
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SIMILARITY_SIZES = (99, 100_000)
@@ -151,11 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         "threads": int(cfg.threads), "tracks": args.tracks, "extraction": extraction,
         "similarity": similarity_timing(signature_dims(generator, config), options),
     }
-    out = Path(args.out or Path(cfg.paths.outputs) / "benchmarks")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lumina_extraction.json").write_text(json.dumps(result, indent=1))
-    (out / "lumina_extraction.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    write(args.out or Path(cfg.paths.outputs) / "benchmarks", "lumina_extraction", result, to_markdown(result))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from benchmarks.output import write
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SIZES = ("small", "medium", "large")
 FRAMES = 500
@@ -199,11 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join(["python -m benchmarks.real_architectures", *(sys.argv[1:] if argv is None else argv)])
     result = {"command": command, "load": load,
               "cores": os.cpu_count(), "profiles": profiles, "flops": flops}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "real_architectures.json").write_text(json.dumps(result, indent=1))
-    (out / "real_architectures.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    write(args.out, "real_architectures", result, to_markdown(result))
 
 
 if __name__ == "__main__":
