@@ -2,6 +2,7 @@
 
     python -m benchmarks.lumina_extraction                       # 8 training tracks, stats mode
     python -m benchmarks.lumina_extraction --tracks 16 method.mode=jl threads=1
+    python -m benchmarks.lumina_extraction --skip extraction    # the similarity-and-shares step alone
 
 Extraction, with the truncated backward (only the captured layers and what lies above them) and with a full
 backward (every LM parameter requires grad): seconds per track, gradient tokens per second (code tokens
@@ -53,7 +54,7 @@ def measure_extraction(model_dir: str, audio_paths: list[str], texts: list[str],
     torch.use_deterministic_algorithms(True)
     generator = MusicgenGenerator.load(model_dir)
     config = SignatureConfig.from_options(options)
-    capture = list(generator.lm_parameters()) if backward == "full" else None
+    capture = list(generator.trainable_parameters()) if backward == "full" else None
     audios = [load_audio(p, generator.codec.sample_rate, allow_silent=True) for p in audio_paths]
     signatures_from_gradients([track_gradients(generator, audios[0], texts[0], config, capture=capture)], config)
     before_kb = _memory_kb("VmRSS")
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, default=8, help="training tracks to extract (after one warm-up)")
     parser.add_argument("--out", default=None, help="output folder (default: <paths.outputs>/benchmarks)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["extraction"], help="parts to leave out")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method.mode=jl threads=1")
     args = parser.parse_intermixed_args(argv)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = [str(manifest.path_of(t)) for t in ids]
     texts = [manifest.description_of(t) for t in ids]
     extraction = []
-    for backward in ("truncated", "full"):
+    for backward in () if "extraction" in args.skip else ("truncated", "full"):
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
             extraction.append(pool.submit(measure_extraction, generator.source, paths, texts, options, backward,
                                           int(cfg.threads)).result())
