@@ -21,7 +21,7 @@ from lumina.device import REFERENCE, Placement
 from lumina.errors import CheckpointError, LuminaError, ParameterError
 from lumina.generator.musicgen import MusicgenGenerator
 from lumina.generator.protocol import Generator
-from lumina.signature_scoring import ScoringConfig, cosine_scores, kernel_factor, query_scores, unit_rows
+from lumina.signature_scoring import ScoringConfig, cosine_scores, kernel_factor, kernel_scores, unit_rows
 from lumina.signatures import CHANNELS, SignatureConfig, Skipped, signature
 from lumina.stats import (
     calibration,
@@ -131,7 +131,9 @@ def attribute(query: dict[str, np.ndarray], reference: Reference) -> dict[str, C
     """The similarity-and-shares step: both channels' scores for one query's signatures {"P": (d_P,), "M": (d_M,)}."""
     out = {}
     for c in CHANNELS:
-        cos, kr = query_scores(reference.train[c], unit_rows(np.asarray(query[c])[None])[0], reference.factors[c])
+        g = unit_rows(np.asarray(query[c])[None])
+        cos = reference.train[c] @ g[0]
+        kr = kernel_scores(reference.train[c], g, reference.config.kernel_lambda, reference.factors[c])[:, 0]
         out[c] = score_channel(cos, kr, reference.noise[c], reference.config)
     return out
 

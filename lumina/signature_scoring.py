@@ -30,6 +30,8 @@ class ScoringConfig:
     gate: str = "sts1"
     weight: str = "gated_sq"
     positive_only: bool = True
+    abstain: bool = True
+    abstain_z: float = 3.0
 
     def __post_init__(self) -> None:
         for value, allowed, name in ((self.calibration, CALIBRATIONS, "calibration"),
@@ -90,17 +92,6 @@ def kernel_scores(train: np.ndarray, queries: np.ndarray, lam: float = 0.01, fac
         raise ParameterError(f"signature dimensions differ: training {k.shape[1]}, queries {g.shape[1]}")
     factor = kernel_factor(k, lam) if factor is None else factor
     return k @ cho_solve(factor, g.T)
-
-
-def query_scores(train: np.ndarray, query: np.ndarray, factor: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine and kernel-regression scores (N,), (N,) of one unit-norm query (D,) against unit-norm training
-    signatures (N, D) with their `kernel_factor`, in one pass over the training matrix: [g, (KᵀK + λI)⁻¹ g] Kᵀ.
-
-    Equal to `train @ query` and `kernel_scores(train, query[None], factor=factor)[:, 0]` up to float64 rounding
-    (one matrix product instead of two: the step is bound by reading the N × D matrix)."""
-    g = np.asarray(query, dtype=np.float64)
-    both = np.stack([g, cho_solve(factor, g)]) @ train.T
-    return both[0], both[1]
 
 
 def combined(p: np.ndarray, m: np.ndarray) -> np.ndarray:
