@@ -30,8 +30,6 @@ class ScoringConfig:
     gate: str = "sts1"
     weight: str = "gated_sq"
     positive_only: bool = True
-    abstain: bool = True
-    abstain_z: float = 3.0
 
     def __post_init__(self) -> None:
         for value, allowed, name in ((self.calibration, CALIBRATIONS, "calibration"),
