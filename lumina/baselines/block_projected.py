@@ -73,7 +73,9 @@ class DrawnOnce:
             self.blocks.append(projector.proj_matrix.clone())
 
     def __call__(self, features: torch.Tensor, ensemble_id: int = 0) -> torch.Tensor:
-        """Features (n, D) → (n, k), as `BasicProjector.project(features, 0)`."""
+        """Features (n, D) → (n, k), as `BasicProjector.project(features, 0)` (dattri's compressors ask for 0 only)."""
+        if ensemble_id != 0:
+            raise ParameterError(f"DrawnOnce holds ensemble 0's blocks only, asked for ensemble {ensemble_id}")
         p = self.projector
         features = features.to(p.device)
         sketch = torch.zeros(size=(features.size(0), p.proj_dim), dtype=p.dtype, device=p.device)
