@@ -9,8 +9,9 @@ cache: wall seconds and peak resident memory (VmHWM of the process: imports, mod
 Part 2 (`dattri`): on the first `--segments` training segments and `--queries` queries of the embedded
 default, each method's scores computed by the project's pipeline and by the plain dattri attributor with the
 same settings (`TracInAttributor` for GradDot, Grad-Cos and TracIn, `TRAKAttributor`, `LoGraAttributor`,
-`FactGraSSAttributor`), each in a fresh process, one after the other: seconds, peak memory, the time ratio
-and the largest score difference. LoGra and FactGraSS take every training segment: with fewer segments than
+`FactGraSSAttributor`), each in a fresh process, one after the other: wall and process CPU seconds (the
+CPU-time ratio is the steadier one on a machine shared with other jobs), peak memory, the time ratios and the
+largest score difference. LoGra and FactGraSS take every training segment: with fewer segments than
 a layer's projected dimension their per-layer Fisher is singular, and float32 rounding differences between
 any two implementations are amplified past comparison. Unlearning has no dattri counterpart. Writes
 outputs/benchmarks/gradient_baselines.{json,md}.
@@ -19,7 +20,6 @@ outputs/benchmarks/gradient_baselines.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import sys
@@ -30,6 +30,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.output import write
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 METHODS = ("graddot", "gradcos", "tracin", "trak", "logra", "factgrass", "unlearning")
@@ -58,10 +60,11 @@ def setup(method: str, overrides: list[str]):
 def context(cfg, manifest, load, cache_dir: Path):
     from omegaconf import OmegaConf
 
-    from lumina.methods import RunContext
+    from lumina.context import Layout, method_context
 
-    return RunContext(manifest=manifest, options=OmegaConf.to_container(cfg.method, resolve=True), cache_dir=cache_dir,
-                      load_generator=load, seed=int(cfg.seed), threads=int(cfg.threads))
+    where = Layout(cache_dir.parent, Path(cfg.paths.runs), "benchmark")
+    return method_context(manifest, OmegaConf.to_container(cfg.method, resolve=True), where, load,
+                          seed=int(cfg.seed), threads=int(cfg.threads), progress=False)
 
 
 def measure_run(method: str, overrides: list[str]) -> dict:
@@ -85,12 +88,13 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
     """Part 2, in a fresh process: `variant` ('project' or 'dattri') of `method` on the subset; scores to `out`."""
     import torch
 
-    from lumina.baselines import blockif, task
+    from lumina.baselines import block_projected as blockif
     from lumina.baselines.gradient_similarity import inner_product_scores
-    from lumina.baselines.items import loader
+    from lumina.baselines.items import batch_fields, loader
     from lumina.baselines.trak import trak
+    from lumina.baselines.weights import load_weights, make_task, restored, weights_copy
     from lumina.generator.capture import only_requiring_grad
-    from lumina.methods.gradient import load_corpus, parameter_choice
+    from lumina.methods.gradient import load_corpus
 
     cfg, manifest, load = setup(method, overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,11 +104,12 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
         if method in ("logra", "factgrass"):
             segments = len(corpus.train)
         train, qs = corpus.train[:segments], corpus.queries[:queries]
-        o = ctx.options
+        o = ctx.options.as_dict()
         batch = int(o["batch_size"])
-        started = time.perf_counter()
+        device = str(generator.device)
+        started, cpu_started = time.perf_counter(), time.process_time()
         if method in ("logra", "factgrass"):
-            layers = parameter_choice(o["layers"])
+            layers = o["layers"]
             if variant == "project":
                 scores, _ = blockif.block_projected(generator, method, train, qs, Path(tmp), layers=layers,
                                                     proj_dim=int(o["proj_dim"]), blowup=int(o.get("blowup", 4)),
@@ -113,29 +118,29 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
                 from dattri.algorithm import FactGraSSAttributor, LoGraAttributor
                 from dattri.task import AttributionTask
 
-                module = task.MeanTeacherForcing(generator)
+                module = generator.loss_module(mean=True)
                 t = AttributionTask(loss_func=lambda model, b, device: model(**b).loss, model=module,
-                                    checkpoints=[task.lm_state(generator)], checkpoints_load_func=task.load_weights)
+                                    checkpoints=[weights_copy(generator)], checkpoints_load_func=load_weights)
                 extra = {"blowup_factor": int(o["blowup"])} if method == "factgrass" else {}
                 cls = LoGraAttributor if method == "logra" else FactGraSSAttributor
                 with torch.compiler.set_stance("force_eager"):
                     a = cls(task=t, layer_names=blockif.linear_layers(module, layers, generator.num_layers),
-                            hessian=o["hessian"], damping=o["damping"], device="cpu", offload="cpu", cache_dir=tmp,
+                            hessian=o["hessian"], damping=o["damping"], device=device, offload=device, cache_dir=tmp,
                             proj_dim=int(o["proj_dim"]), **extra)
                     a.cache(loader(generator, train, batch, as_dict=True))
                     scores = a.attribute(loader(generator, train, batch, as_dict=True),
                                          loader(generator, qs, batch, as_dict=True)).numpy()
         else:
-            names = task.select_parameters(generator, parameter_choice(o["parameters"]))
+            names = generator.parameter_group(o["parameters"])
             proj_dim, seed = int(o["proj_dim"]), int(o["proj_seed"])
             if method == "tracin":
-                saved = task.training_checkpoints(generator)
+                saved = generator.checkpoints()
                 checkpoints, weights = [p for p, _ in saved], [lr for _, lr in saved]
             elif method == "trak":
-                checkpoints, weights = [task.lm_state(generator)] * int(o["ensemble"]), None
+                checkpoints, weights = [weights_copy(generator)] * int(o["ensemble"]), None
             else:
-                checkpoints, weights = [task.lm_state(generator)], [1.0]
-            with task.restored(generator), only_requiring_grad(generator.model, names):
+                checkpoints, weights = [weights_copy(generator)], [1.0]
+            with restored(generator), only_requiring_grad(generator.loss_module(), names):
                 if variant == "project" and method == "trak":
                     scores, _ = trak(generator, names, checkpoints[:1], [(0, m) for m in range(len(checkpoints))],
                                      train, qs, Path(tmp), proj_dim=proj_dim, regularization=float(o["regularization"]),
@@ -147,12 +152,12 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
                 else:
                     from dattri.algorithm import TracInAttributor, TRAKAttributor
 
-                    t = task.make_task(task.TeacherForcing(generator), checkpoints)
+                    t = make_task(generator.loss_module(), checkpoints, batch_fields(generator, train[0]))
                     projector = {"proj_dim": proj_dim if proj_dim > 0 else -1, "proj_max_batch_size": 32,
-                                 "proj_seed": seed, "device": "cpu",
+                                 "proj_seed": seed, "device": device,
                                  "proj_type": "normal" if proj_dim > 0 else "identity"}
                     if method == "trak":
-                        d = sum(generator.lm_parameters()[n].numel() for n in names)  # dattri's φ is P g / √D
+                        d = sum(generator.trainable_parameters()[n].numel() for n in names)  # dattri's φ is P g / √D
                         a = TRAKAttributor(t, correct_probability_func=lambda params, data: data[0].sum() * 0.0,
                                            projector_kwargs=projector, regularization=float(o["regularization"]) / d)
                         a.cache(loader(generator, train, batch))
@@ -161,9 +166,10 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
                         a = TracInAttributor(t, weight_list=torch.tensor(weights), normalized_grad=method == "gradcos",
                                              projector_kwargs=projector)
                         scores = a.attribute(loader(generator, train, batch), loader(generator, qs, batch)).numpy()
-        seconds = time.perf_counter() - started
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     np.save(out, np.asarray(scores, dtype=np.float64))
-    return {"method": method, "variant": variant, "seconds": round(seconds, 1), "peak_mb": peak_kb() // 1024,
+    return {"method": method, "variant": variant, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+            "peak_mb": peak_kb() // 1024,
             "segments": len(train), "queries": len(qs)}
 
 
@@ -183,11 +189,11 @@ def to_markdown(result: dict) -> str:
                   f"{r['peak_mb']} |" for r in result["runs"]]
     if result["dattri"]:
         lines += ["", "## Project pipeline beside plain dattri (same settings, fresh process each)", "",
-                  "| method | segments × queries | project s | dattri s | dattri / project | project MB | dattri MB | "
-                  "max abs diff | max abs score |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| method | segments × queries | project s | dattri s | dattri / project | same, CPU time | "
+                  "project MB | dattri MB | max abs diff | max abs score |", "|---" * 10 + "|"]
         lines += [f"| {c['method']} | {c['segments']} × {c['queries']} | {c['project_s']} | {c['dattri_s']} | "
-                  f"{c['ratio']:.2f} | {c['project_mb']} | {c['dattri_mb']} | {c['max_abs_diff']:.3g} | "
-                  f"{c['max_abs_score']:.3g} |" for c in result["dattri"]]
+                  f"{c['ratio']:.2f} | {c['cpu_ratio']:.2f} | {c['project_mb']} | {c['dattri_mb']} | "
+                  f"{c['max_abs_diff']:.3g} | {c['max_abs_score']:.3g} |" for c in result["dattri"]]
     return "\n".join(lines) + "\n"
 
 
@@ -216,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
             compared.append({
                 "method": m, "project_s": pair["project"]["seconds"], "dattri_s": pair["dattri"]["seconds"],
                 "ratio": pair["dattri"]["seconds"] / max(pair["project"]["seconds"], 1e-9),
+                "cpu_ratio": pair["dattri"]["cpu_seconds"] / max(pair["project"]["cpu_seconds"], 1e-9),
                 "project_mb": pair["project"]["peak_mb"], "dattri_mb": pair["dattri"]["peak_mb"],
                 "max_abs_diff": float(np.abs(ours - theirs).max()), "max_abs_score": float(np.abs(theirs).max()),
                 "segments": pair["project"]["segments"], "queries": pair["project"]["queries"],
@@ -227,11 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"command": " ".join(["python -m benchmarks.gradient_baselines", *(argv or sys.argv[1:])]),
               "threads": threads, "load": [load_before, load_average()], "segments": args.segments,
               "queries": args.queries, "runs": runs, "dattri": compared}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gradient_baselines.json").write_text(json.dumps(result, indent=2))
-    (out / "gradient_baselines.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    write(args.out, "gradient_baselines", result, to_markdown(result))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python -m benchmarks.lumina_extraction                       # 8 training tracks, stats mode
     python -m benchmarks.lumina_extraction --tracks 16 method.mode=jl threads=1
+    python -m benchmarks.lumina_extraction --skip extraction    # the similarity-and-shares step alone
 
 Extraction, with the truncated backward (only the captured layers and what lies above them) and with a full
 backward (every LM parameter requires grad): seconds per track, gradient tokens per second (code tokens
@@ -9,14 +10,15 @@ predicted in the backward passes, K · T per chunk) and the peak resident memory
 variant in a fresh process; Linux VmHWM after a reset, minus the resident size before extracting).
 Similarity step: `lumina.report.attribute` for one query (cosine, kernel regression, STS, z_noise,
 confidence, LIP, gate and shares, both channels) against 99 and 100,000 stored signatures (random unit
-vectors of the real dimension, 10 controls); its one-off preparation (kernel factor, calibration) apart.
+vectors of the real dimension, 10 controls); its one-off preparation (kernel factor, calibration) apart;
+wall time (median and minimum of 20) and process CPU time per call (with `OPENBLAS_NUM_THREADS=1`, as the
+apps set it, the CPU time is what an idle core takes).
 Writes outputs/benchmarks/lumina_extraction.json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -27,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+
+from benchmarks.output import write
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SIMILARITY_SIZES = (99, 100_000)
@@ -52,7 +56,7 @@ def measure_extraction(model_dir: str, audio_paths: list[str], texts: list[str],
     torch.use_deterministic_algorithms(True)
     generator = MusicgenGenerator.load(model_dir)
     config = SignatureConfig.from_options(options)
-    capture = list(generator.lm_parameters()) if backward == "full" else None
+    capture = list(generator.trainable_parameters()) if backward == "full" else None
     audios = [load_audio(p, generator.codec.sample_rate, allow_silent=True) for p in audio_paths]
     signatures_from_gradients([track_gradients(generator, audios[0], texts[0], config, capture=capture)], config)
     before_kb = _memory_kb("VmRSS")
@@ -94,11 +98,13 @@ def similarity_timing(dims: dict[str, int], options: dict, sizes=SIMILARITY_SIZE
         reference = prepare(db, scoring)
         prepare_s = time.perf_counter() - started
         times = []
+        cpu_started = time.process_time()
         for _ in range(REPEATS):
             started = time.perf_counter()
             attribute(query, reference)
             times.append(time.perf_counter() - started)
-        out.append({"stored": n, "dims": dims, "prepare_ms": 1000 * prepare_s,
+        cpu_ms = 1000 * (time.process_time() - cpu_started) / REPEATS
+        out.append({"stored": n, "dims": dims, "prepare_ms": 1000 * prepare_s, "attribute_cpu_ms": cpu_ms,
                     "attribute_ms_median": 1000 * float(np.median(times)), "attribute_ms_min": 1000 * min(times)})
     return out
 
@@ -112,11 +118,11 @@ def to_markdown(result: dict) -> str:
     for r in result["extraction"]:
         lines.append(f"| {r['backward']} | {r['seconds_per_track']:.3f} | {r['tokens_per_second']:.0f} | "
                      f"{r['peak_extra_mb']:.1f} | {r['rss_before_mb']:.0f} |")
-    lines += ["", "| stored signatures | similarity and shares, median (ms) | min (ms) | preparation (ms) |",
-              "|---:|---:|---:|---:|"]
+    lines += ["", "| stored signatures | similarity and shares, median (ms) | min (ms) | CPU time (ms) | "
+              "preparation (ms) |", "|---:|---:|---:|---:|---:|"]
     for r in result["similarity"]:
         lines.append(f"| {r['stored']:,} | {r['attribute_ms_median']:.3f} | {r['attribute_ms_min']:.3f} | "
-                     f"{r['prepare_ms']:.1f} |")
+                     f"{r['attribute_cpu_ms']:.3f} | {r['prepare_ms']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -124,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, default=8, help="training tracks to extract (after one warm-up)")
     parser.add_argument("--out", default=None, help="output folder (default: <paths.outputs>/benchmarks)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["extraction"], help="parts to leave out")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method.mode=jl threads=1")
     args = parser.parse_intermixed_args(argv)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = [str(manifest.path_of(t)) for t in ids]
     texts = [manifest.description_of(t) for t in ids]
     extraction = []
-    for backward in ("truncated", "full"):
+    for backward in () if "extraction" in args.skip else ("truncated", "full"):
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
             extraction.append(pool.submit(measure_extraction, generator.source, paths, texts, options, backward,
                                           int(cfg.threads)).result())
@@ -151,11 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         "threads": int(cfg.threads), "tracks": args.tracks, "extraction": extraction,
         "similarity": similarity_timing(signature_dims(generator, config), options),
     }
-    out = Path(args.out or Path(cfg.paths.outputs) / "benchmarks")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lumina_extraction.json").write_text(json.dumps(result, indent=1))
-    (out / "lumina_extraction.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    write(args.out or Path(cfg.paths.outputs) / "benchmarks", "lumina_extraction", result, to_markdown(result))
 
 
 if __name__ == "__main__":

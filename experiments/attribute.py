@@ -24,10 +24,11 @@ from omegaconf.errors import OmegaConfBaseException
 from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, generator_loader, load_corpus
 from lumina.database import manifest_tracks, read_database
+from lumina.device import placement_from
 from lumina.errors import AudioError, ParameterError
 from lumina.methods.lumina import database_path, signature_store
 from lumina.methods.options import LuminaOptions
-from lumina.report import attribute_file, track_name, write_report
+from lumina.report import attribute_file, database_generator, track_name, write_report
 from lumina.signature_scoring import ScoringConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -58,9 +59,13 @@ def main(argv: list[str] | None = None) -> None:
     configure_runtime(cfg)
     options = LuminaOptions.from_mapping(OmegaConf.to_container(cfg.method, resolve=True))
     manifest = load_corpus(cfg)
-    generator = None if args.database else generator_loader(cfg, manifest)()  # else: the database's own model
-    database = args.database or database_path(options, signature_store(cfg.paths.cache, generator))
-    db = read_database(database).view(manifest_tracks(manifest), manifest.catalogue_key)  # this catalogue version
+    if args.database:  # the database's own model, on the configured device
+        db = read_database(args.database).view(manifest_tracks(manifest), manifest.catalogue_key)
+        generator = database_generator(db, placement_from(cfg))
+    else:
+        generator = generator_loader(cfg, manifest)()
+        database = database_path(options, signature_store(cfg.paths.cache, generator))
+        db = read_database(database).view(manifest_tracks(manifest), manifest.catalogue_key)  # this catalogue version
     names = {t.track_id: track_name(t.description, t.path) for t in manifest_tracks(manifest)}
     report = attribute_file(audio, db, ScoringConfig.from_options(options.as_dict()), description=args.description,
                             generator=generator, names=names)

@@ -30,6 +30,7 @@ from groundtruth.report import write_influence_report, write_results
 from groundtruth.study import open_study
 from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, layout, load_corpus
+from lumina.device import placement_from
 
 CHANNEL_NAMES = ("rhythm", "harmony", "timbre")
 """Aria's evidence channels whose homogeneity z is compared with the truth."""
@@ -41,7 +42,7 @@ def ground_truth(cfg: DictConfig, command: str, channel_names: Sequence[str] = C
     k, seed = int(gt.k), int(gt.seed)
     manifest = load_corpus(cfg)
     study = open_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache, gt,
-                       progress=bool(cfg.progress))
+                       progress=bool(cfg.progress), placement=placement_from(cfg))
     effects, per_query_effects = planted_effects(study, manifest, seed=seed)
     write_influence_report(effects, per_query_effects, study, gt.results, command)
     table, per_query, skipped = judge_runs(

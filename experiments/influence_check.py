@@ -21,6 +21,7 @@ from groundtruth.report import write_influence_report
 from groundtruth.study import open_study
 from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, load_corpus
+from lumina.device import placement_from
 
 
 @hydra.main(config_path="../conf", config_name="ground_truth", version_base="1.3")
@@ -29,7 +30,7 @@ def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
     manifest = load_corpus(cfg)
     study = open_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache, cfg.ground_truth,
-                       progress=bool(cfg.progress))
+                       progress=bool(cfg.progress), placement=placement_from(cfg))
     groups, queries = planted_effects(study, manifest, seed=int(cfg.ground_truth.seed))
     command = " ".join(["python -m experiments.influence_check", *sys.argv[1:]])
     path = write_influence_report(groups, queries, study, cfg.ground_truth.results, command)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from groundtruth.study import open_study, timing_summary
 from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, load_corpus
+from lumina.device import placement_from
 
 
 @hydra.main(config_path="../conf", config_name="ground_truth", version_base="1.3")
@@ -28,7 +29,7 @@ def main(cfg: DictConfig) -> None:
     manifest = load_corpus(cfg)
     started = time.perf_counter()
     study = open_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache, cfg.ground_truth,
-                       progress=bool(cfg.progress))
+                       progress=bool(cfg.progress), placement=placement_from(cfg))
     summary = timing_summary(study)
     print(f"\n{study.n_models} subset models in {study.folder} "
           f"({summary['mean_train_seconds']:.0f} s of training per model on {summary['threads_per_model']} thread(s); "

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from execution import options as parallel_options
 from execution import parallel_map
 from lumina.context import model_loader
+from lumina.device import REFERENCE, Placement
 from lumina.errors import ParameterError
 from lumina.generator.codes import encode_tracks
 from lumina.generator.protocol import Generator
@@ -126,7 +127,8 @@ def train_subset_model(job: dict) -> dict:
     torch.use_deterministic_algorithms(True)
     manifest: Manifest = job["manifest"]
     started = time.perf_counter()
-    generator = model_loader(job["model"], manifest, Path(job["cache_root"]), progress=False)(job["subset"])
+    generator = model_loader(job["model"], manifest, Path(job["cache_root"]), progress=False,
+                             placement=job["placement"])(job["subset"])
     ids = manifest.table["track_id"].tolist()
     codes = encode_tracks(generator.codec, manifest, ids, Path(job["cache_root"]), progress=False)
     descriptions = dict(zip(ids, manifest.table["description"], strict=True))
@@ -168,8 +170,10 @@ def run_subsets(
     workers: int = 2,
     threads: int = 1,
     progress: bool = True,
+    placement: Placement = REFERENCE,
 ) -> Study:
-    """Train the subset models of a study that are not finished yet and return all `n_models` of them.
+    """Train the subset models of a study that are not finished yet and return all `n_models` of them, on
+    `placement`.
 
     `workers` > 1 trains in that many spawned processes (`execution.parallel_map`), each with `threads` torch
     threads (on the `ray` backend: a task per model requesting `threads` CPUs); `workers` = 1 trains in this
@@ -186,7 +190,7 @@ def run_subsets(
             "subset_seed": seed, "train_ids": train_ids, "subsets": subsets}
     _write_json(folder / PLAN_FILE, plan)
     track_ids = manifest.table["track_id"].tolist()
-    load = model_loader(model_options, manifest, Path(cache_root), progress=progress)
+    load = model_loader(model_options, manifest, Path(cache_root), progress=progress, placement=placement)
     load.prepare()  # what every subset model shares (the embedded recipe's codec and codes), made once here
     jobs = [
         {"index": m, "subset": subsets[m], "subset_seed": seed, "manifest": manifest, "model": dict(model_options),
@@ -236,17 +240,20 @@ def load_study(folder: str | Path, n_models: int | None = None) -> Study:
 
 
 def open_study(manifest: Manifest, model_options: Mapping, cache_root: str | Path, options: Mapping, *,
-               progress: bool = True) -> Study:
-    """Train what is missing of the study `options` describes and return it.
+               progress: bool = True, placement: Placement = REFERENCE) -> Study:
+    """Train what is missing of the study `options` describes and return it (models trained on `placement`;
+    a placement other than CPU float32 has a study folder of its own).
 
     options: the `ground_truth` settings (conf/ground_truth.yaml): `dir` (root of the study folders),
     `n_models`, `fraction`, `subset_seed`, `workers` and `threads_per_worker`; model_options: the `model` group.
     """
     fraction, seed = float(options["fraction"]), int(options["subset_seed"])
     folder = study_folder(options["dir"], manifest, model_options, fraction, seed)
+    folder = folder.with_name(folder.name + placement.tag)
     return run_subsets(
         manifest, model_options, cache_root, folder, n_models=int(options["n_models"]), fraction=fraction,
         seed=seed, workers=int(options["workers"]), threads=int(options["threads_per_worker"]), progress=progress,
+        placement=placement,
     )
 
 

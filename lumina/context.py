@@ -25,7 +25,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from execution import ParallelOptions, configure
+from lumina.device import REFERENCE, Placement, configure_device, placement_from
 from lumina.errors import ParameterError
+from lumina.generator.architectures import build_architecture
 from lumina.generator.codes import encode_tracks
 from lumina.generator.embedded import EmbeddedModelConfig, fit_codec, train_embedded
 from lumina.generator.musicgen import MusicgenGenerator
@@ -44,6 +46,7 @@ def configure_runtime(cfg: DictConfig) -> None:
     torch.manual_seed(int(cfg.seed))
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(cfg.paths.cache) / "numba"))
     configure_parallel(cfg)
+    configure_device(placement_from(cfg))
 
 
 def configure_parallel(cfg: DictConfig) -> None:
@@ -82,6 +85,7 @@ class Layout:
     cache: Path
     runs_root: Path
     experiment: str
+    placement: Placement = REFERENCE
 
     @property
     def runs(self) -> Path:
@@ -89,7 +93,8 @@ class Layout:
         return self.runs_root / self.experiment
 
     def method_cache(self, method: str) -> Path:
-        return self.cache / "methods" / self.experiment / method
+        """`<cache>/methods/<experiment>/<method>`, the method's name tagged off CPU float32 (`Placement.tag`)."""
+        return self.cache / "methods" / self.experiment / f"{method}{self.placement.tag}"
 
     def run_folder(self, method: str, setting: str) -> Path:
         return self.runs / method / setting
@@ -98,7 +103,7 @@ class Layout:
 def layout(cfg: DictConfig, manifest: Manifest) -> Layout:
     """The experiment's layout under `paths.cache` and `paths.runs`."""
     experiment = f"{cfg.data.name}-{manifest.catalogue_key[:8]}-{cfg.model.name}-seed{int(cfg.seed)}"
-    return Layout(Path(cfg.paths.cache), Path(cfg.paths.runs), experiment)
+    return Layout(Path(cfg.paths.cache), Path(cfg.paths.runs), experiment, placement_from(cfg))
 
 
 def experiment_runs(cfg: DictConfig) -> Path:
@@ -110,16 +115,18 @@ def generator_loader(cfg: DictConfig, manifest: Manifest) -> GeneratorLoader:
     """`load(train_ids=None)`: the generator of the `model` group, built or loaded from the cache; for the
     embedded recipe, the same recipe trained on `train_ids` (default: every training track)."""
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    return model_loader(model, manifest, Path(cfg.paths.cache), progress=bool(cfg.progress))
+    return model_loader(model, manifest, Path(cfg.paths.cache), progress=bool(cfg.progress),
+                        placement=placement_from(cfg))
 
 
-def model_loader(model: Mapping[str, Any], manifest: Manifest, cache: Path, *, progress: bool = True
-                 ) -> GeneratorLoader:
-    """`generator_loader` from a plain `model` config (what worker processes receive)."""
+def model_loader(model: Mapping[str, Any], manifest: Manifest, cache: Path, *, progress: bool = True,
+                 placement: Placement = REFERENCE) -> GeneratorLoader:
+    """`generator_loader` from a plain `model` config (what worker processes receive); the generator is
+    trained and loaded on `placement` (the `device` and `dtype` settings)."""
     kind = model.get("kind")
-    if kind not in ("embedded", "pretrained"):
-        raise ParameterError(f"model.kind must be 'embedded' or 'pretrained', got {kind!r}")
-    return _MusicgenLoader(dict(model), manifest, Path(cache), progress)
+    if kind not in ("embedded", "pretrained", "architecture"):
+        raise ParameterError(f"model.kind must be 'embedded', 'pretrained' or 'architecture', got {kind!r}")
+    return _MusicgenLoader(dict(model), manifest, Path(cache), progress, placement)
 
 
 @dataclass
@@ -130,17 +137,21 @@ class _MusicgenLoader:
     manifest: Manifest
     cache: Path
     progress: bool
+    placement: Placement = REFERENCE
 
     def __call__(self, train_ids: Sequence[str] | None = None) -> Generator:
         if self.model["kind"] == "embedded":
             return train_embedded(self.manifest, EmbeddedModelConfig.from_dict(self.model), self.cache,
-                                  train_ids=train_ids, name=str(self.model["name"]), progress=self.progress)
+                                  train_ids=train_ids, name=str(self.model["name"]), progress=self.progress,
+                                  placement=self.placement)
         if train_ids is not None:
             raise ParameterError(
-                f"{self.model['path']}: a pretrained checkpoint cannot be retrained on a subset here; "
-                "retraining experiments need the embedded default (model=embedded)"
+                f"{self.model.get('path', self.model['name'])}: a pretrained checkpoint or a random architecture "
+                "cannot be retrained on a subset here; retraining needs the embedded default (model=embedded)"
             )
-        return MusicgenGenerator.load(self.model["path"])
+        if self.model["kind"] == "architecture":
+            return build_architecture(self.model, self.manifest.table["description"], placement=self.placement)
+        return MusicgenGenerator.load(self.model["path"], self.placement)
 
     def prepare(self) -> None:
         if self.model["kind"] == "embedded":
@@ -163,6 +174,7 @@ def build_context(cfg: DictConfig, manifest: Manifest | None = None) -> RunConte
         manifest, options, layout(cfg, manifest), generator_loader(cfg, manifest), seed=int(cfg.seed),
         threads=int(cfg.threads), progress=bool(cfg.progress),
         data=OmegaConf.to_container(cfg.data, resolve=True), model=OmegaConf.to_container(cfg.model, resolve=True),
+        placement=placement_from(cfg).record(),
     )
 
 

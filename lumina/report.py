@@ -19,6 +19,7 @@ import numpy as np
 from lumina.abstention import reference_z
 from lumina.audio import file_sha256, load_audio
 from lumina.database import SignatureDatabase
+from lumina.device import REFERENCE, Placement
 from lumina.errors import CheckpointError, LuminaError, ParameterError
 from lumina.generator.musicgen import MusicgenGenerator
 from lumina.generator.protocol import Generator
@@ -273,12 +274,13 @@ def to_markdown(report: dict, top: int = 10) -> str:
     return "\n".join(lines)
 
 
-def database_generator(db: SignatureDatabase) -> Generator:
-    """The generator a database was made with (loaded from its recorded directory, hash checked)."""
+def database_generator(db: SignatureDatabase, placement: Placement = REFERENCE) -> Generator:
+    """The generator a database was made with (loaded from its recorded directory onto `placement`, hash
+    checked)."""
     source = db.provenance["model_id"]
     if not Path(source).is_dir():
         raise CheckpointError(f"{db.path}: the model that made it ({source}) is not a directory here")
-    generator = MusicgenGenerator.load(source)
+    generator = MusicgenGenerator.load(source, placement)
     if generator.identity() != db.provenance["model_hash"]:
         raise CheckpointError(f"{db.path}: the model at {source} has changed since the database was made "
                               f"(hash {generator.identity()}, database {db.provenance['model_hash']})")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lumina.audio import chunk_bounds, rms_dbfs
+from lumina.device import to_numpy
 from lumina.errors import ParameterError
 from lumina.generator.capture import LUMINA_TENSORS, capture_gradients, stack_tensor
 from lumina.generator.protocol import Generator
@@ -279,7 +280,7 @@ def track_gradients(
         grads, used = average_gradients(generator, audio, group_windows, text, names, weights, capture)
         tokens += used
         for c in channels:
-            out[c] = [stack_tensor(grads, parts).numpy() for _, parts in tensors[c]]
+            out[c] = [to_numpy(stack_tensor(grads, parts)) for _, parts in tensors[c]]
     return TrackGradients(tensors=out, windows={c: list(w) for c, w in windows.items()}, tokens=tokens)
 
 

@@ -15,8 +15,9 @@ repeat dattri's `BlockProjectedIFAttributor` arithmetic.
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,13 @@ import torch
 from dattri.algorithm.block_projected_if.core.compressor import setup_model_compressors
 from dattri.algorithm.block_projected_if.core.hook import HookManager
 from dattri.algorithm.block_projected_if.core.utils import stable_inverse
+from dattri.func.projection import BasicProjector, ProjectionType
 from torch import nn
 from tqdm.auto import tqdm
 
 from lumina.baselines.gradients import cached, item_key
 from lumina.baselines.items import batches
+from lumina.device import to_numpy
 from lumina.errors import ParameterError
 from lumina.generator.capture import only_requiring_grad
 from lumina.generator.protocol import Generator, Item
@@ -36,7 +39,7 @@ from lumina.generator.protocol import Generator, Item
 METHODS = ("logra", "factgrass")
 
 
-def compression_kwargs(method: str, proj_dim: int, blowup: int = 4, device: str = "cpu") -> tuple[dict, dict]:
+def compression_kwargs(method: str, proj_dim: int, blowup: int, device: str) -> tuple[dict, dict]:
     """dattri's sparsifier and projector settings for LoGra and FactGraSS at `proj_dim` per layer on `device`."""
     if method == "logra":
         side = math.isqrt(proj_dim)
@@ -55,6 +58,42 @@ def compression_kwargs(method: str, proj_dim: int, blowup: int = 4, device: str 
             {"device": device, "proj_dim": proj_dim, "proj_max_batch_size": 64, "proj_type": "normal"},
         )
     raise ParameterError(f"unknown block-projected method {method!r}; use one of {METHODS}")
+
+
+class DrawnOnce:
+    """dattri's dense Gaussian `BasicProjector` (ensemble 0) with its blocks drawn once: dattri draws them again
+    on every call when the projection is wider than its block of 100 columns (FactGraSS's second stage, k = 256:
+    three blocks per layer and batch). Same matrices, same products in the same order: the same bits."""
+
+    def __init__(self, projector: BasicProjector) -> None:
+        self.projector = projector
+        self.blocks = []
+        for state in projector.generator_states:
+            projector._gen_randomness_dense(state)
+            self.blocks.append(projector.proj_matrix.clone())
+
+    def __call__(self, features: torch.Tensor, ensemble_id: int = 0) -> torch.Tensor:
+        """Features (n, D) → (n, k), as `BasicProjector.project(features, 0)` (dattri's compressors ask for 0 only)."""
+        if ensemble_id != 0:
+            raise ParameterError(f"DrawnOnce holds ensemble 0's blocks only, asked for ensemble {ensemble_id}")
+        p = self.projector
+        features = features.to(p.device)
+        sketch = torch.zeros(size=(features.size(0), p.proj_dim), dtype=p.dtype, device=p.device)
+        for index, block in enumerate(self.blocks):
+            start, stop = index * p.block_size, min((index + 1) * p.block_size, p.proj_dim)
+            sketch[:, start:stop] = features.type(p.dtype) @ block[:, : (stop - start)]
+        sketch /= p.proj_dim**0.5
+        return sketch.type(features.dtype)
+
+
+def drawn_once(project: Callable) -> Callable:
+    """A dattri projection function with a multi-block dense Gaussian CPU projector replaced by `DrawnOnce`
+    (any other projection is returned as it is)."""
+    projector = inspect.getclosurevars(project).nonlocals.get("projector")
+    if (isinstance(projector, BasicProjector) and projector.num_blocks > 1
+            and projector.proj_type == ProjectionType.normal and projector.ensemble_id == 0):
+        return DrawnOnce(projector)
+    return project
 
 
 def linear_layers(module: nn.Module, layers: str | Sequence[int], num_layers: int) -> list[str]:
@@ -87,7 +126,7 @@ def compressed_gradients(
     def compute(index: np.ndarray) -> np.ndarray:
         with only_requiring_grad(module, weights), torch.enable_grad():
             module(**generator.collate([items[i] for i in index])).loss.backward()
-        return torch.cat([g.detach() for g in hooks.get_compressed_grads()], dim=1).cpu().numpy()
+        return to_numpy(torch.cat([g.detach() for g in hooks.get_compressed_grads()], dim=1))
 
     out: np.ndarray | None = None
     try:
@@ -154,6 +193,9 @@ def block_projected(
         projector_kwargs={**projector, "proj_seed": proj_seed}, sample_inputs=generator.collate(list(train[:1])),
         device=device,
     )
+    for compressor in compressors:
+        if compressor.projector is not None and compressor.projector.projector is not None:
+            compressor.projector.projector = drawn_once(compressor.projector.projector)
     with torch.compiler.set_stance("force_eager"):  # dattri compiles its compressor; on CPU that costs minutes
         feats = [
             torch.from_numpy(compressed_gradients(

@@ -22,6 +22,7 @@ import torch
 
 from lumina.baselines.gradients import example_rows, item_key, project
 from lumina.baselines.weights import load_weights
+from lumina.device import to_numpy
 from lumina.generator.protocol import Generator, Item
 
 
@@ -64,19 +65,19 @@ def inner_product_scores(
             ))
             if progress:
                 print(f"projecting {len(train) + len(queries)} gradients to {proj_dim} dimensions {tag}")
-            features = project(torch.cat([t_grads, q_grads]), proj_dim, proj_seed, ensemble_id=c)
+            features = project(torch.cat([t_grads, q_grads]).to(generator.device), proj_dim, proj_seed, ensemble_id=c)
             t_feat, q_feat = features[: len(train)], features[len(train):]
-            dots, t_norm = (t_feat @ q_feat.T).numpy(), t_feat.norm(dim=1).numpy()
+            dots, t_norm = to_numpy(t_feat @ q_feat.T), to_numpy(t_feat.norm(dim=1))
         else:
-            q_feat = q_grads
+            q_feat = q_grads.to(generator.device)
             rows = example_rows(
-                generator, names, train, lambda g, q=q_grads: torch.cat([g @ q.T, g.norm(dim=1, keepdim=True)], 1),
+                generator, names, train, lambda g, q=q_feat: torch.cat([g @ q.T, g.norm(dim=1, keepdim=True)], 1),
                 where / f"train-dots-{train_key}-{query_key}",
                 batch_size=batch_size, desc=f"training gradients {tag}", progress=progress,
             )
             dots, t_norm = rows[:, :-1], rows[:, -1]
         if normalize:
-            q_norm = q_feat.norm(dim=1).numpy()
+            q_norm = to_numpy(q_feat.norm(dim=1))
             dots = dots / np.maximum(t_norm, 1e-12)[:, None] / np.maximum(q_norm, 1e-12)[None, :]
         total += weight * dots
     return total.astype(np.float32)

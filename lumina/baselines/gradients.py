@@ -33,6 +33,7 @@ from execution import distributed, parallel_map
 from execution import options as parallel_options
 from lumina.baselines.items import batches
 from lumina.baselines.weights import example_loss
+from lumina.device import to_numpy
 from lumina.errors import LuminaError, ParameterError
 from lumina.generator.protocol import Batch, Generator, Item
 from lumina.generator.remote import generator_handle, use, worker_generator
@@ -76,13 +77,14 @@ def parameter_order(module: torch.nn.Module, names: Sequence[str]) -> list[str]:
 
 def per_example_gradients(module: torch.nn.Module, names: Sequence[str], batch: Batch) -> torch.Tensor:
     """Gradients (B, D) of each example's loss (`module`: a generator's loss module) with respect to the
-    parameters `names` at the module's current weights, flattened in `parameter_order`."""
+    parameters `names` at the module's current weights, flattened in `parameter_order`, float32 whatever the
+    model's dtype."""
     order = parameter_order(module, names)
     params = {n: p.detach() for n, p in module.named_parameters() if n in set(order)}
     with torch.no_grad(), warnings.catch_warnings():  # torch.func.grad differentiates inside; nothing outside
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
         grads = vmap(grad(example_loss(module)), in_dims=(None, 0))(params, batch)
-    return torch.cat([grads[n].reshape(grads[n].shape[0], -1) for n in order], dim=1)
+    return torch.cat([grads[n].reshape(grads[n].shape[0], -1) for n in order], dim=1).float()  # bf16 models: float32
 
 
 def example_rows(
@@ -132,7 +134,7 @@ def batch_rows(generator: Generator, module: torch.nn.Module, names: Sequence[st
     grads = per_example_gradients(module, names, generator.collate([items[i] for i in index]))
     if not torch.isfinite(grads).all():
         raise LuminaError(f"non-finite gradient in a batch of {len(index)} items")
-    return reduce(grads).numpy()
+    return to_numpy(reduce(grads))
 
 
 def batch_file(folder: Path, batch_size: int, b: int) -> Path:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from lumina.baselines.gradients import example_rows, item_key, project
 from lumina.baselines.weights import load_weights
+from lumina.device import to_numpy
 from lumina.generator.protocol import Generator, Item
 
 
@@ -78,14 +79,14 @@ def trak(
             ))
             for what, items, key in (("train", train, train_key), ("queries", queries, query_key))
         ]
-        stacked = torch.cat(grads)
+        stacked = torch.cat(grads).to(generator.device)  # dattri projects on the generator's device
         ids = [e for m, e in members if m == c]
         for ensemble_id in tqdm(ids, desc=f"projections [checkpoint {c}]", disable=not progress, unit="member"):
             features = project(stacked, proj_dim, proj_seed, ensemble_id=ensemble_id)
             phis.append(features[: len(train)])
             phi_qs.append(features[len(train):])
             spectra.append(kernel_spectrum(phis[-1]))
-    scores = trak_scores(phis, phi_qs, regularization).numpy()
+    scores = to_numpy(trak_scores(phis, phi_qs, regularization))
     mean_eigenvalue = float(np.mean([s.sum() / proj_dim for s in spectra]))
     return scores, {
         "kernel_top_eigenvalue": float(np.mean([s[0] for s in spectra])),

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from lumina.baselines.gradients import cached, item_key, parameter_order, per_example_gradients
 from lumina.baselines.items import batches
 from lumina.baselines.weights import put_back, weights_copy
+from lumina.device import to_numpy
 from lumina.errors import LuminaError, ParameterError
 from lumina.generator.capture import only_requiring_grad
 from lumina.generator.protocol import Batch, Generator, Item, LayerSplit
@@ -54,9 +55,9 @@ def fisher_diagonal(
             grads = per_example_gradients(module, order, generator.collate([items[i] for i in index]))
             squares = (grads.double() ** 2).sum(dim=0)
             total = squares if total is None else total + squares
-        return (total / len(items)).float().numpy()
+        return to_numpy((total / len(items)).float())
 
-    flat = torch.from_numpy(cached(path, compute))
+    flat = torch.from_numpy(cached(path, compute)).to(generator.device)
     params = dict(module.named_parameters())
     out, start = {}, 0
     for name in order:

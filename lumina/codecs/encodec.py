@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from transformers import EncodecModel
 
+from lumina.device import to_numpy
 from lumina.errors import CheckpointError
 
 
@@ -39,19 +40,21 @@ class EncodecCodec:
 
     @torch.no_grad()
     def encode(self, audio: np.ndarray) -> np.ndarray:
-        values = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None, None]
+        device = next(self.model.parameters()).device  # the generator's placement moves its audio encoder
+        values = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None, None].to(device)
         out = self.model.encode(values, bandwidth=self.bandwidth)
-        return out.audio_codes[0, 0].numpy().astype(np.int64)
+        return to_numpy(out.audio_codes[0, 0]).astype(np.int64)
 
     @torch.no_grad()
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        out = self.model.decode(torch.from_numpy(codes)[None, None], [None])
-        return out.audio_values[0, 0].numpy().astype(np.float32)
+        device = next(self.model.parameters()).device
+        out = self.model.decode(torch.from_numpy(codes)[None, None].to(device), [None])
+        return to_numpy(out.audio_values[0, 0]).astype(np.float32)
 
     def identity(self) -> str:
         digest = hashlib.sha256(json.dumps(self.model.config.to_dict(), sort_keys=True, default=str).encode())
         for name, tensor in sorted(self.model.state_dict().items()):
-            digest.update(name.encode() + tensor.numpy().tobytes())
+            digest.update(name.encode() + to_numpy(tensor).tobytes())
         return digest.hexdigest()[:16]
 
     def save(self, path: str | Path) -> None:

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from lumina.audio import load_audio
 from lumina.codecs.embedded import EmbeddedCodec, EmbeddedCodecConfig
+from lumina.device import REFERENCE, Placement
 from lumina.generator.codes import encode_tracks
 from lumina.generator.musicgen import RECORD_FILE, LMConfig, MusicgenGenerator, build_musicgen
 from lumina.generator.text import WordTokenizer
@@ -79,27 +80,31 @@ def train_embedded(
     train_ids: Sequence[str] | None = None,
     name: str = "embedded",
     progress: bool = True,
+    placement: Placement = REFERENCE,
 ) -> MusicgenGenerator:
-    """Build or reuse the embedded generator trained on `train_ids` (default: every training track).
+    """Build or reuse the embedded generator trained on `train_ids` (default: every training track), trained
+    and returned on `placement`.
 
     Cached under `cache_root/models/<name>-<hash>`; the training record lists the subset, seed, steps,
-    losses, intermediate checkpoints with learning rates, and training vs held-out loss.
+    losses, intermediate checkpoints with learning rates, and training vs held-out loss. A placement other
+    than CPU float32 trains a model of its own (its bits differ), keyed by the placement too.
     """
     cache_root = Path(cache_root)
     train_ids = list(manifest.train_ids if train_ids is None else train_ids)
     codec = fit_codec(manifest, config.codec, cache_root, progress=progress)
     descriptions = dict(zip(manifest.table["track_id"], manifest.table["description"], strict=True))
-    key = _digest([codec.identity(), asdict(config), train_ids, [descriptions[t] for t in train_ids]])
+    key = _digest([codec.identity(), asdict(config), train_ids, [descriptions[t] for t in train_ids]]
+                  + ([] if placement.is_reference else [placement.record()]))
     path = cache_root / "models" / f"{name}-{key}"
     with cache_lock(path):
         if (path / RECORD_FILE).exists() and (path / "config.json").exists():
-            return MusicgenGenerator.load(path)
-        return _train_and_save(manifest, config, codec, train_ids, descriptions, path, progress)
+            return MusicgenGenerator.load(path, placement)
+        return _train_and_save(manifest, config, codec, train_ids, descriptions, path, progress, placement)
 
 
 def _train_and_save(
     manifest: Manifest, config: EmbeddedModelConfig, codec: EmbeddedCodec, train_ids: list[str],
-    descriptions: dict[str, str], path: Path, progress: bool,
+    descriptions: dict[str, str], path: Path, progress: bool, placement: Placement,
 ) -> MusicgenGenerator:
     held_out = [t for t in manifest.table["track_id"] if t not in set(train_ids)]
     codes = encode_tracks(codec, manifest, train_ids + held_out, path.parent.parent, progress=progress)
@@ -108,13 +113,14 @@ def _train_and_save(
         config.lm, num_codebooks=codec.num_codebooks, cardinality=codec.cardinality,
         text_vocab_size=len(tokenizer), seed=config.seed,
     )
-    generator = MusicgenGenerator(model, codec, tokenizer)
+    generator = MusicgenGenerator(model, codec, tokenizer).place(placement)
     torch.manual_seed(config.seed)
     record = train_lm(generator, codes, descriptions, train_ids, config.train, path, progress=progress)
     losses = evaluate_losses(generator, codes, descriptions, train_ids + held_out)
     generator.record = {
         **record,
         "seed": config.seed,
+        **({} if placement.is_reference else {"placement": placement.record()}),
         "model_config": asdict(config),
         "manifest_sha256": manifest.sha256(),
         "codec_identity": codec.identity(),

@@ -31,6 +31,7 @@ from transformers.utils import logging as hf_logging
 
 from lumina.codecs import Codec, load_codec
 from lumina.codecs.encodec import EncodecCodec
+from lumina.device import REFERENCE, Placement
 from lumina.errors import CheckpointError, ParameterError
 from lumina.generator.protocol import Batch, Item
 from lumina.generator.teacher_forcing import delay_pattern, masked_cross_entropy, pad_clips
@@ -254,6 +255,15 @@ class MusicgenGenerator:
     def dtype(self) -> torch.dtype:
         return next(self.model.decoder.parameters()).dtype
 
+    def place(self, placement: Placement) -> MusicgenGenerator:
+        """Move the model to the placement's device and the LM (decoder, text encoder and projection) to its
+        dtype, in place; the audio encoder stays float32. Returns self."""
+        self.model.to(placement.torch_device)
+        for part in (self.model.decoder, self.model.text_encoder, getattr(self.model, "enc_to_dec_proj", None)):
+            if part is not None:
+                part.to(placement.torch_dtype)
+        return self
+
     def layer_prefix(self, layer: int) -> str:
         """Parameter-name prefix of decoder layer `layer` (transformers naming)."""
         if not 0 <= layer < self.num_layers:
@@ -317,12 +327,13 @@ class MusicgenGenerator:
         inputs, targets, valid = delay_pattern(tokens, self.special_token, lengths)
         for b, frames_kept in enumerate(keep or []):
             if frames_kept is not None:
-                kept = torch.from_numpy(np.asarray(frames_kept, dtype=bool))
+                kept = torch.from_numpy(np.asarray(frames_kept, dtype=bool)).to(valid.device)
                 for q in range(tokens.shape[1]):  # frame j of codebook q is predicted at delayed step q + j
                     valid[b, q, q : q + kept.shape[0]] &= kept
-        ids, mask = self.tokenizer(list(texts))
+        ids, mask = (t.to(self.device) for t in self.tokenizer(list(texts)))
         with torch.no_grad():
             states = self.model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        inputs, targets, valid = (t.to(self.device) for t in (inputs, targets, valid))
         return {"inputs": inputs, "targets": targets, "valid": valid, "states": states, "text_mask": mask.bool()}
 
     def collate(self, items: Sequence[Item]) -> Batch:
@@ -386,7 +397,8 @@ class MusicgenGenerator:
         """Hash of the LM weights and the codec (for caches and provenance)."""
         digest = hashlib.sha256(self.codec.identity().encode())
         for name, tensor in sorted(self.model.state_dict().items()):
-            digest.update(name.encode() + tensor.detach().contiguous().cpu().numpy().tobytes())
+            data = tensor.detach().contiguous().cpu().flatten().view(torch.uint8)  # the raw bytes of any dtype
+            digest.update(name.encode() + data.numpy().tobytes())
         return digest.hexdigest()[:16]
 
     # -- storage ---------------------------------------------------------------------------------------
@@ -403,8 +415,8 @@ class MusicgenGenerator:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> MusicgenGenerator:
-        """Load a generator directory (embedded, or a local MusicGen in musicgen-small layout).
+    def load(cls, path: str | Path, placement: Placement = REFERENCE) -> MusicgenGenerator:
+        """Load a generator directory (embedded, or a local MusicGen in musicgen-small layout) onto `placement`.
 
         Weights load from safetensors only; no remote code runs and nothing is downloaded.
         """
@@ -427,5 +439,5 @@ class MusicgenGenerator:
         )
         record_path = path / RECORD_FILE
         record = json.loads(record_path.read_text()) if record_path.exists() else {}
-        return cls(model, codec, tokenizer, record, source=str(path.resolve()))
+        return cls(model, codec, tokenizer, record, source=str(path.resolve())).place(placement)
 

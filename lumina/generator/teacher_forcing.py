@@ -28,15 +28,16 @@ def delay_pattern(
         raise ParameterError(f"codes must be (batch, codebooks, frames), got shape {tuple(codes.shape)}")
     b, k, t = codes.shape
     s = t + k - 1
-    lengths = torch.full((b,), t) if lengths is None else lengths.to(torch.long)
-    delayed = torch.full((b, k, s), special, dtype=torch.long)
+    device = codes.device
+    lengths = torch.full((b,), t, device=device) if lengths is None else lengths.to(device, torch.long)
+    delayed = torch.full((b, k, s), special, dtype=torch.long, device=device)
     for q in range(k):
         delayed[:, q, q : q + t] = codes[:, q]
-    step = torch.arange(s)[None, None, :]
-    delay = torch.arange(k)[None, :, None]
+    step = torch.arange(s, device=device)[None, None, :]
+    delay = torch.arange(k, device=device)[None, :, None]
     valid = (step >= delay) & (step < delay + lengths[:, None, None])
     delayed = torch.where(valid, delayed, torch.full_like(delayed, special))
-    inputs = torch.cat([torch.full((b, k, 1), special, dtype=torch.long), delayed[:, :, :-1]], dim=2)
+    inputs = torch.cat([torch.full((b, k, 1), special, dtype=torch.long, device=device), delayed[:, :, :-1]], dim=2)
     targets = torch.where(valid, delayed, torch.zeros_like(delayed))
     return inputs, targets, valid
 
@@ -61,7 +62,7 @@ def masked_cross_entropy(
     if codebook_weights is not None:
         if len(codebook_weights) != k:
             raise ParameterError(f"{len(codebook_weights)} codebook weights for {k} codebooks")
-        ce = ce * torch.tensor(codebook_weights, dtype=ce.dtype)[None, :, None]
+        ce = ce * torch.tensor(codebook_weights, dtype=ce.dtype, device=ce.device)[None, :, None]
     if by_stream:
         return (ce * mask).sum(dim=2) / mask.sum(dim=2)
     return (ce * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))

@@ -100,7 +100,7 @@ def train_lm(
     state = {"step": 0, "losses": [], "seconds": 0.0}
     resume_path = out_dir / RESUME_FILE
     if resume_path.exists():
-        saved = torch.load(resume_path, weights_only=True)
+        saved = torch.load(resume_path, weights_only=True, map_location=generator.device)
         if json.loads(saved["identity"]) == identity:
             generator.model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
