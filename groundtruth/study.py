@@ -195,7 +195,7 @@ def run_subsets(
     jobs = [
         {"index": m, "subset": subsets[m], "subset_seed": seed, "manifest": manifest, "model": dict(model_options),
          "cache_root": str(cache_root), "name": model_options.get("name", "embedded"), "threads": threads,
-         "out": str(folder / MODELS_DIR / f"m{m:03d}.json")}
+         "out": str(folder / MODELS_DIR / f"m{m:03d}.json"), "placement": placement}
         for m in range(n_models) if not _finished(folder / MODELS_DIR / f"m{m:03d}.json", track_ids)
     ]
     bar = tqdm(total=n_models, initial=n_models - len(jobs), desc="subset models", unit="model",
