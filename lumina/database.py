@@ -27,8 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from lumina import __version__
-from lumina.audio import load_audio
 from lumina.errors import AudioError, GradientError, ParameterError
+from lumina.generator.codes import read_clip
 from lumina.locking import cache_lock
 from lumina.manifest import Manifest
 from lumina.signatures import (
@@ -213,7 +213,7 @@ def sign_batch(generator, tracks: Sequence[Track], config: SignatureConfig
     skipped: list[tuple[Track, str]] = []
     for track in tracks:
         try:
-            audio = load_audio(track.path, generator.codec.sample_rate, allow_silent=True)
+            audio = read_clip(generator.codec, track.path, allow_silent=True)
         except AudioError as err:
             skipped.append((track, str(err)))
             continue
