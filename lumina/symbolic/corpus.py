@@ -30,8 +30,8 @@ from lumina.symbolic.events import TICK_S, VELOCITY_STEP, encode_notes, quantise
 
 BUILDER_VERSION = "symbolic-1"
 PROFILES = ("flat", "crescendo", "decrescendo", "arch", "terraced")
-MIN_WINDOW_TOKENS = 64
-"""A piece's tail shorter than this many tokens gives no window."""
+MIN_WINDOW_SHARE = 4
+"""A piece's tail shorter than a quarter of a window gives no window."""
 
 
 def midi_files(folder: str | Path) -> list[Path]:
@@ -83,9 +83,10 @@ def piece_notes(notes_q: np.ndarray, rng: np.random.Generator, synthetic: bool) 
     return quantise(starts, ends, notes_q[:, 2], velocity), profile
 
 
-def cut_windows(notes: np.ndarray, window: int, min_tokens: int = MIN_WINDOW_TOKENS) -> list[np.ndarray]:
+def cut_windows(notes: np.ndarray, window: int, min_tokens: int | None = None) -> list[np.ndarray]:
     """Consecutive runs of notes (in start order) whose encoding holds at most `window` tokens, each shifted to
-    start at tick 0; a tail under `min_tokens` tokens is dropped."""
+    start at tick 0; a tail under `min_tokens` tokens (default: a quarter of a window) is dropped."""
+    min_tokens = window // MIN_WINDOW_SHARE if min_tokens is None else min_tokens
     out, first = [], 0
     while first < len(notes):
         low, high = first + 1, len(notes)

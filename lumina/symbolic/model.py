@@ -146,7 +146,9 @@ def teacher_forcing_batch(tokens: torch.Tensor, lengths: torch.Tensor | None = N
     seq[:, 1:][~valid] = PAD
     for i, kept in enumerate(keep or []):
         if kept is not None:
-            valid[i] &= torch.from_numpy(np.asarray(kept, dtype=bool))[1:]
+            padded = np.zeros(t, dtype=bool)
+            padded[: len(kept)] = kept
+            valid[i] &= torch.from_numpy(padded)[1:]
     return {"inputs": seq[:, :-1], "targets": torch.where(valid, seq[:, 1:], torch.zeros_like(seq[:, 1:])),
             "valid": valid}
 

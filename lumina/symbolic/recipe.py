@@ -72,3 +72,23 @@ def train_symbolic(manifest: Manifest, config: MusicTransformerConfig, cache_roo
         shutil.rmtree(path, ignore_errors=True)
         partial.replace(path)
         return MusicTransformerGenerator.load(path)
+
+
+def write_generated(generator: MusicTransformerGenerator, manifest: Manifest, out_dir: str | Path, *, count: int,
+                    primer: int, length: int, seed: int, temperature: float = 1.0) -> list[Path]:
+    """`count` windows sampled from the model, each after the first `primer` tokens of a held-out query (cycled
+    in manifest order), written as MIDI files `generated_NN.mid` into `out_dir` (the corpus's `generated_dir`)."""
+    from lumina.errors import ParameterError
+    from lumina.symbolic.events import decode_events, write_midi
+    from lumina.symbolic.model import sample
+
+    held = manifest.table.loc[manifest.table["query_kind"] == "held_out", "track_id"].tolist()
+    if not held:
+        raise ParameterError("generated windows are primed with held-out queries; the corpus has none "
+                             "(data.queries.held_out > 0)")
+    paths = []
+    for i in range(count):
+        events = generator.codec.read(manifest.path_of(held[i % len(held)]))[:primer]
+        sampled = sample(generator, events, length, seed=seed + i, temperature=temperature)
+        paths.append(write_midi(decode_events(sampled), Path(out_dir) / f"generated_{i:02d}.mid"))
+    return paths
