@@ -19,10 +19,10 @@ from aria.channels import AUDIO, SYMBOLIC, ChannelSet
 from aria.diagnose import AriaSettings, Pool, build_pool, diagnose, jsonable
 from aria.errors import ArtefactError, ParameterError
 from aria.extract import extract_features
-from aria.symbolic import symbolic_pool
 from aria.features import FeatureSettings
 from aria.figures import energy_figure, ksweep_figure, residual_figure
 from aria.io import ScoreArtefact, check_tracks, manifest_path, read_manifest, read_run, read_scores
+from aria.symbolic import symbolic_pool
 
 RELIABILITY = ("rho1", "rho2_5", "concentration", "inter_query_corr")
 SUMMARY = {"z": "z_mean", "pos": "pos", "sig": "sig"}

@@ -109,8 +109,8 @@ def rhythm_summary(notes: np.ndarray) -> np.ndarray:
     from music21.features.jSymbolic import AverageNoteDurationFeature, NoteDensityFeature
 
     score = _stream(notes)
-    return np.array([NoteDensityFeature(score).extract().vector[0], AverageNoteDurationFeature(score).extract().vector[0]],
-                    dtype=np.float64)
+    return np.array([NoteDensityFeature(score).extract().vector[0],
+                     AverageNoteDurationFeature(score).extract().vector[0]], dtype=np.float64)
 
 
 def rhythmic_values(notes: np.ndarray) -> np.ndarray:

@@ -223,8 +223,9 @@ def build(cfg: Mapping, out_dir: Path, *, threads: int = 2, progress: bool = Tru
     for q, i in enumerate(chosen[n_near : n_near + n_comp]):
         source, notes, common = train[i]
         semitones = int(rng.choice(shifts))
-        add(f"q_composition_{q:02d}", fitted(transposed(notes, semitones), window), split="query", query_kind="composition",
-            source_ids=source, transpose=semitones, **{**common, "variant": f"transposed {semitones:+d}"})
+        add(f"q_composition_{q:02d}", fitted(transposed(notes, semitones), window), split="query",
+            query_kind="composition", source_ids=source, transpose=semitones,
+            **{**common, "variant": f"transposed {semitones:+d}"})
     if cfg.get("generated_dir"):
         for q, path in enumerate(midi_files(cfg["generated_dir"])):
             add(f"q_generated_{q:02d}", fitted(read_midi(path), window), split="query", query_kind="generated",
