@@ -10,7 +10,6 @@ same class, its architecture read from the tensor shapes; nothing is downloaded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lumina.errors import CheckpointError, ParameterError
-from lumina.generator.protocol import Batch, Item
+from lumina.generator.protocol import (
+    Batch,
+    Item,
+    parameter_group_names,
+    recorded_checkpoints,
+    weights_identity,
+)
 from lumina.generator.teacher_forcing import masked_cross_entropy, pad_clips
 from lumina.symbolic.events import END, PAD, VOCAB_SIZE, EventTokenizer
 
@@ -188,20 +193,8 @@ class MusicTransformerGenerator:
         return self.num_layers if name.startswith(("transformer.encoder.norm.", "Wout.")) else -1
 
     def parameter_group(self, choice: str | Sequence[int]) -> list[str]:
-        names = list(self.trainable_parameters())
-        if isinstance(choice, str):
-            if choice not in PARAMETER_GROUPS:
-                raise ParameterError(f"unknown parameter choice {choice!r}; use one of {tuple(PARAMETER_GROUPS)} "
-                                     "or layer indices")
-            if choice == "all":
-                return names
-            prefixes = [LAYER_PREFIX.format(layer) for layer in range(self.num_layers)]
-            return [n for n in names if any(n.startswith(p + part) for p in prefixes
-                                            for part in PARAMETER_GROUPS[choice])]
-        if not choice or any(not -self.num_layers <= int(i) < self.num_layers for i in choice):
-            raise ParameterError(f"layer indices {list(choice)} out of range for {self.num_layers} layers")
-        prefixes = tuple(LAYER_PREFIX.format(int(i) % self.num_layers) for i in choice)
-        return [n for n in names if n.startswith(prefixes)]
+        return parameter_group_names(self.trainable_parameters(), LAYER_PREFIX.format, self.num_layers,
+                                     PARAMETER_GROUPS, choice)
 
     def lumina_tensors(self, layer: int) -> dict[str, list[str]]:
         if not 0 <= layer < self.num_layers:
@@ -213,11 +206,7 @@ class MusicTransformerGenerator:
         return ["Wout.weight"]
 
     def checkpoints(self) -> list[tuple[Path, float]]:
-        saved = self.record.get("checkpoints", [])
-        if not saved or not self.source:
-            raise ParameterError(f"{self.source or 'this generator'} records no intermediate checkpoints; TracIn "
-                                 "needs a trained recipe's checkpoints (model.train.checkpoints > 0)")
-        return [(Path(self.source) / c["path"], float(c["lr"])) for c in saved]
+        return recorded_checkpoints(self.record, self.source)
 
     def collate(self, items: Sequence[Item]) -> Batch:
         steps = max(item.frames for item in items)
@@ -240,10 +229,7 @@ class MusicTransformerGenerator:
         return LayerSplit(self, layer)
 
     def identity(self) -> str:
-        digest = hashlib.sha256(self.codec.identity().encode())
-        for name, tensor in sorted(self.model.state_dict().items()):
-            digest.update(name.encode() + tensor.detach().contiguous().cpu().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return weights_identity(self.codec, self.model)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
