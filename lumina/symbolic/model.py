@@ -78,6 +78,16 @@ def causal_mask(steps: int) -> torch.Tensor:
     return torch.triu(torch.full((steps, steps), float("-inf")), diagonal=1)
 
 
+def layer_forward(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """dattri's relative-attention encoder layer (post-norm) on batch-first input (B, S, D), its dropouts
+    left out (the models here have none; a loaded one runs in eval mode). The attention runs sequence-first as
+    dattri's does; the feed-forward batch-first, so that per-example hooks on `linear1` / `linear2` (LoGra,
+    FactGraSS) see the example on the first axis."""
+    s = x.transpose(0, 1)
+    x = layer.norm1(x + layer.self_attn(s, s, s, attn_mask=mask)[0].transpose(0, 1))
+    return layer.norm2(x + layer.linear2(torch.relu(layer.linear1(x))))
+
+
 class LossOutput(NamedTuple):
     loss: torch.Tensor
 
@@ -95,19 +105,19 @@ class TeacherForcing(nn.Module):
         self.by_stream = by_stream
 
     def hidden(self, inputs: torch.Tensor, stop: int | None = None) -> torch.Tensor:
-        """Input of layer `stop` (S, B, D) (the output of the last layer when None, before the final norm)."""
-        x = self.positional_encoding(self.embedding(inputs).permute(1, 0, 2))
+        """Input of layer `stop` (B, S, D) (the output of the last layer when None, before the final norm)."""
+        x = self.positional_encoding(self.embedding(inputs).permute(1, 0, 2)).permute(1, 0, 2)
         mask = causal_mask(inputs.shape[1])
         for layer in self.transformer.encoder.layers[:stop]:
-            x = layer(x, src_mask=mask)
+            x = layer_forward(layer, x, mask)
         return x
 
     def head(self, hidden: torch.Tensor, start: int, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Loss from the input `hidden` (S, B, D) of layer `start` upward."""
-        mask = causal_mask(hidden.shape[0])
+        """Loss from the input `hidden` (B, S, D) of layer `start` upward."""
+        mask = causal_mask(hidden.shape[1])
         for layer in self.transformer.encoder.layers[start:]:
-            hidden = layer(hidden, src_mask=mask)
-        logits = self.Wout(self.transformer.encoder.norm(hidden)).permute(1, 0, 2)
+            hidden = layer_forward(layer, hidden, mask)
+        logits = self.Wout(self.transformer.encoder.norm(hidden))
         return masked_cross_entropy(logits[:, None], targets[:, None], valid[:, None], self.codebook_weights,
                                     by_stream=self.by_stream)
 
@@ -309,7 +319,7 @@ def sample(generator: MusicTransformerGenerator, primer: np.ndarray, length: int
     tokens = torch.as_tensor(np.asarray(primer, dtype=np.int64))[None]
     while tokens.shape[1] < length:
         hidden = module.transformer.encoder.norm(module.hidden(tokens))
-        logits = module.Wout(hidden[-1, 0])[:END] / temperature
+        logits = module.Wout(hidden[0, -1])[:END] / temperature
         token = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=rng)
         tokens = torch.cat([tokens, token[None]], dim=1)
     return tokens[0].numpy()
