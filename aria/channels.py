@@ -137,7 +137,27 @@ AUDIO = ChannelSet(
 )
 """The audio channels of the Aria paper, computed by `aria.features` (docs/aria.md#evidence-channel-features)."""
 
-CHANNEL_SETS: dict[str, ChannelSet] = {"audio": AUDIO}
+SYMBOLIC = ChannelSet(
+    name="symbolic",
+    channels={
+        "melody": ("melodic_intervals",),
+        "harmony": ("pitch_classes", "vertical_intervals"),
+        "rhythm": ("rhythm_summary", "rhythmic_values"),
+        "dynamic": ("dynamics",),
+        "texture": ("polyphony", "pitch_range"),
+    },
+    similarity={
+        "melodic_intervals": "euclidean", "pitch_classes": "euclidean", "vertical_intervals": "euclidean",
+        "rhythm_summary": "euclidean", "rhythmic_values": "euclidean", "dynamics": "euclidean",
+        "polyphony": "euclidean", "pitch_range": "euclidean",
+    },
+    titles={"melody": "Melodic", "harmony": "Harmonic", "rhythm": "Rhythmic", "dynamic": "Dynamic",
+            "texture": "Textural"},
+)
+"""The five musical channels of the Aria paper's symbolic setting, computed from MIDI windows by `aria.symbolic`
+(docs/symbolic.md#channels)."""
+
+CHANNEL_SETS: dict[str, ChannelSet] = {"audio": AUDIO, "symbolic": SYMBOLIC}
 """The channel sets the leaderboard app knows by name (`aria.channels=NAME`)."""
 
 

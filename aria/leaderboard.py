@@ -15,13 +15,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from aria import __version__
-from aria.channels import AUDIO, ChannelSet
+from aria.channels import AUDIO, SYMBOLIC, ChannelSet
 from aria.diagnose import AriaSettings, Pool, build_pool, diagnose, jsonable
 from aria.errors import ArtefactError, ParameterError
 from aria.extract import extract_features
 from aria.features import FeatureSettings
 from aria.figures import energy_figure, ksweep_figure, residual_figure
 from aria.io import ScoreArtefact, check_tracks, manifest_path, read_manifest, read_run, read_scores
+from aria.symbolic import symbolic_pool
 
 RELIABILITY = ("rho1", "rho2_5", "concentration", "inter_query_corr")
 SUMMARY = {"z": "z_mean", "pos": "pos", "sig": "sig"}
@@ -327,11 +328,14 @@ def run_leaderboard(
     `figures/{energy_spectrum,ksweep,residual}.png`. `manifest` overrides the manifest each artefact's
     provenance names. `command` is recorded in every output (default: this process's command line).
     The channels are those of `channel_set`; `pool_for` builds each manifest's pool (default: `audio_pool`
-    with `feature_settings`, `cache_dir`, `workers` and `progress`), and its pools must use `channel_set`.
+    with `feature_settings`, `cache_dir`, `workers` and `progress`; `aria.symbolic.symbolic_pool` for
+    `SYMBOLIC`), and its pools must use `channel_set`.
     Returns the leaderboard table.
     """
     command = command or " ".join(["python", *sys.argv])
     settings = settings or AriaSettings()
+    if pool_for is None and channel_set == SYMBOLIC:
+        pool_for = functools.partial(symbolic_pool, cache_dir=cache_dir, workers=workers, progress=progress)
     if pool_for is None:
         pool_for = functools.partial(audio_pool, feature_settings=feature_settings, cache_dir=cache_dir,
                                      workers=workers, progress=progress, channel_set=channel_set)

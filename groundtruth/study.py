@@ -29,7 +29,7 @@ from lumina.context import model_loader
 from lumina.device import REFERENCE, Placement
 from lumina.errors import ParameterError
 from lumina.generator.codes import encode_tracks
-from lumina.generator.protocol import Generator
+from lumina.generator.protocol import Generator, Item
 from lumina.generator.teacher_forcing import pad_clips
 from lumina.manifest import Manifest
 
@@ -54,6 +54,9 @@ class Study:
     losses: np.ndarray
     codebook_losses: np.ndarray
     records: list[dict]
+    last_losses: np.ndarray | None = None
+    """(M, n) loss of each clip's last step (the symbolic benchmark's LDS target, docs/symbolic.md#ground-truth);
+    None when a record predates it."""
 
     @property
     def n_models(self) -> int:
@@ -111,6 +114,23 @@ def study_losses(
     return stacked.mean(axis=1), stacked
 
 
+@torch.no_grad()
+def last_step_losses(generator: Generator, codes: Mapping[str, np.ndarray], descriptions: Mapping[str, str],
+                     ids: Sequence[str], *, batch_size: int = 8) -> np.ndarray:
+    """Loss (n,) of the last step of each whole clip alone (every stream's prediction of it), through the
+    generator's one loss with only that step kept (`Item.keep`)."""
+    out = []
+    ids = list(ids)
+    for i in range(0, len(ids), batch_size):
+        items = []
+        for t in ids[i : i + batch_size]:
+            keep = np.zeros(codes[t].shape[1], dtype=bool)
+            keep[-1] = True
+            items.append(Item(codes[t], descriptions[t], keep))
+        out.append(generator.loss_module()(**generator.collate(items)).double().cpu().numpy())
+    return np.concatenate(out)
+
+
 def _write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=1))
@@ -147,6 +167,7 @@ def train_subset_model(job: dict) -> dict:
         "track_ids": ids,
         "losses": total.tolist(),
         "codebook_losses": per_codebook.tolist(),
+        "last_losses": last_step_losses(generator, codes, descriptions, ids).tolist(),
     }
     _write_json(Path(job["out"]), record)
     return record
@@ -236,6 +257,8 @@ def load_study(folder: str | Path, n_models: int | None = None) -> Study:
         losses=np.array([r["losses"] for r in records], dtype=np.float64),
         codebook_losses=np.array([r["codebook_losses"] for r in records], dtype=np.float64),
         records=records,
+        last_losses=(np.array([r["last_losses"] for r in records], dtype=np.float64)
+                     if all("last_losses" in r for r in records) else None),
     )
 
 

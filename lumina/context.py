@@ -124,8 +124,11 @@ def model_loader(model: Mapping[str, Any], manifest: Manifest, cache: Path, *, p
     """`generator_loader` from a plain `model` config (what worker processes receive); the generator is
     trained and loaded on `placement` (the `device` and `dtype` settings)."""
     kind = model.get("kind")
+    if kind == "musictransformer":
+        return _MusicTransformerLoader(dict(model), manifest, Path(cache), progress)
     if kind not in ("embedded", "pretrained", "architecture"):
-        raise ParameterError(f"model.kind must be 'embedded', 'pretrained' or 'architecture', got {kind!r}")
+        raise ParameterError(f"model.kind must be 'embedded', 'pretrained', 'architecture' or 'musictransformer', "
+                             f"got {kind!r}")
     return _MusicgenLoader(dict(model), manifest, Path(cache), progress, placement)
 
 
@@ -159,6 +162,35 @@ class _MusicgenLoader:
             codec = fit_codec(self.manifest, config.codec, self.cache, progress=self.progress)
             encode_tracks(codec, self.manifest, self.manifest.table["track_id"].tolist(), self.cache,
                           progress=self.progress)
+
+
+@dataclass
+class _MusicTransformerLoader:
+    """The `GeneratorLoader` of the symbolic generator (docs/symbolic.md#the-generator): its recipe (retrainable)
+    when `path` is null, else a checkpoint directory (this harness's layout or dattri's benchmark layout)."""
+
+    model: dict[str, Any]
+    manifest: Manifest
+    cache: Path
+    progress: bool
+
+    def __call__(self, train_ids: Sequence[str] | None = None) -> Generator:
+        from lumina.symbolic.model import MusicTransformerConfig, MusicTransformerGenerator
+        from lumina.symbolic.recipe import train_symbolic
+
+        if not self.model.get("path"):
+            return train_symbolic(self.manifest, MusicTransformerConfig.from_dict(self.model), self.cache,
+                                  train_ids=train_ids, name=str(self.model["name"]), progress=self.progress)
+        if train_ids is not None:
+            raise ParameterError(f"{self.model['path']}: a loaded checkpoint cannot be retrained on a subset; "
+                                 "retraining experiments need the recipe (model.path=null)")
+        return MusicTransformerGenerator.load(self.model["path"])
+
+    def prepare(self) -> None:
+        from lumina.symbolic.events import EventTokenizer
+
+        encode_tracks(EventTokenizer(), self.manifest, self.manifest.table["track_id"].tolist(), self.cache,
+                      progress=self.progress)
 
 
 def build_context(cfg: DictConfig, manifest: Manifest | None = None) -> RunContext:

@@ -37,8 +37,9 @@ from tqdm.auto import tqdm
 from execution import distributed, parallel_map
 from execution import options as parallel_options
 from lumina import __version__
-from lumina.audio import file_sha256, load_audio
+from lumina.audio import file_sha256
 from lumina.errors import AudioError, GradientError, ParameterError
+from lumina.generator.codes import read_clip
 from lumina.generator.remote import generator_handle, use, worker_generator
 from lumina.locking import cache_lock
 from lumina.manifest import AUDIO_SHA256, Manifest
@@ -266,7 +267,7 @@ def sign_batch(generator, tracks: Sequence[Track], config: SignatureConfig
     skipped: list[tuple[Track, str]] = []
     for track in tracks:
         try:
-            audio = load_audio(track.path, generator.codec.sample_rate, allow_silent=True)
+            audio = read_clip(generator.codec, track.path, allow_silent=True)
         except AudioError as err:
             skipped.append((track, str(err)))
             continue

@@ -20,6 +20,7 @@ from lumina.audio import chunk_bounds, rms_dbfs
 from lumina.device import to_numpy
 from lumina.errors import ParameterError
 from lumina.generator.capture import LUMINA_TENSORS, capture_gradients, stack_tensor
+from lumina.generator.codes import is_untimed
 from lumina.generator.protocol import Generator
 
 CHANNELS = ("P", "M")
@@ -264,11 +265,16 @@ def track_gradients(
     gradients in each backward (default exactly the channels' tensors, a truncated backward; pass every LM
     parameter for a full backward — same gradients, more work).
     """
-    windows = track_windows(audio, generator.codec.sample_rate, config)
+    if is_untimed(generator.codec):  # a symbolic window is one chunk; no energy filter (docs/symbolic.md#lumina)
+        windows: dict[str, list[tuple[int, int]]] | Skipped = {c: [(0, audio.shape[0])] for c in CHANNELS}
+    else:
+        windows = track_windows(audio, generator.codec.sample_rate, config)
     if isinstance(windows, Skipped):
         return windows
     tensors = channel_tensors(generator, config)
-    weights = list(config.codebook_weights) if config.codebook_weighting == "loss" else None
+    # one token stream: a codebook weight would only scale the loss, which L2 normalisation removes
+    weighted = config.codebook_weighting == "loss" and generator.codec.num_codebooks > 1
+    weights = list(config.codebook_weights) if weighted else None
     text = "" if config.text == "empty" else text
     out: dict[str, list[np.ndarray]] = {}
     tokens = 0

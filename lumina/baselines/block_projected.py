@@ -106,6 +106,23 @@ def linear_layers(module: nn.Module, layers: str | Sequence[int], num_layers: in
     return [n for n in names if any(f".layers.{i}." in n for i in chosen)]
 
 
+def called_linears(module: nn.Module, names: Sequence[str], batch: dict) -> list[str]:
+    """The modules of `names` that the loss module's forward pass on `batch` calls. A linear whose weight the
+    forward uses functionally (dattri's relative attention applies its `out_proj` with `F.linear`) gets no
+    hook, so it cannot be compressed and is left out."""
+    called: set[str] = set()
+    wanted = set(names)
+    handles = [m.register_forward_hook(lambda *_, n=n: called.add(n)) for n, m in module.named_modules()
+               if n in wanted]
+    try:
+        with torch.no_grad():
+            module(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [n for n in names if n in called]
+
+
 def compressed_gradients(
     generator: Generator,
     module: nn.Module,
@@ -185,13 +202,13 @@ def block_projected(
     `cache` must key the generator and the method's settings; below it, results are keyed by the items.
     """
     module = generator.loss_module(mean=True)
-    layer_names = linear_layers(module, layers, generator.num_layers)
+    sample = generator.collate(list(train[:1]))
+    layer_names = called_linears(module, linear_layers(module, layers, generator.num_layers), sample)
     device = str(generator.device)
     sparsifier, projector = compression_kwargs(method, proj_dim, blowup, device)
     compressors = setup_model_compressors(
         module, layer_names, sparsifier_kwargs={**sparsifier, "proj_seed": proj_seed},
-        projector_kwargs={**projector, "proj_seed": proj_seed}, sample_inputs=generator.collate(list(train[:1])),
-        device=device,
+        projector_kwargs={**projector, "proj_seed": proj_seed}, sample_inputs=sample, device=device,
     )
     for compressor in compressors:
         if compressor.projector is not None and compressor.projector.projector is not None:

@@ -1,6 +1,7 @@
 """Corpus builders: `build_corpus` turns a `data` config into a cached corpus (manifest.csv + audio) and
-returns its `Manifest`. Builders: `music21` (the embedded default, `lumina.corpus.embedded`) and `folder` (a
-user's catalogue, `lumina.corpus.folder`); see docs/corpus.md."""
+returns its `Manifest`. Builders: `music21` (the embedded default, `lumina.corpus.embedded`), `folder` (a
+user's catalogue, `lumina.corpus.folder`) and `symbolic` (MIDI windows, `lumina.symbolic.corpus`,
+docs/symbolic.md); see docs/corpus.md."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from lumina.corpus import embedded, folder
 from lumina.corpus.common import plain_config
 from lumina.errors import ParameterError
 from lumina.manifest import Manifest
+from lumina.symbolic import corpus as symbolic_corpus
 
-BUILDERS = {"music21": embedded, "folder": folder}
+BUILDERS = {"music21": embedded, "folder": folder, "symbolic": symbolic_corpus}
 """Builder name → module with `cache_key(cfg, corpus_root, *, threads, progress) -> str` (the hash in the corpus
 folder's name) and `build(cfg, out_dir, *, threads, progress) -> Manifest`."""
 

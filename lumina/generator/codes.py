@@ -1,4 +1,7 @@
-"""Codes of whole tracks and of their segments, cached on disk per corpus and codec."""
+"""Codes of whole tracks and of their segments, cached on disk per corpus and codec.
+
+A tokenizer with `frame_rate` 0 is untimed (symbolic events, docs/symbolic.md#the-generator): it reads its own
+files (`read(path)`), and each of its tracks is one unit, never cut into segments."""
 
 from __future__ import annotations
 
@@ -23,6 +26,19 @@ class Segment:
     stop_s: float
 
 
+def is_untimed(codec) -> bool:
+    """Whether a tokenizer's tokens are events rather than steps of a clock (`frame_rate` 0)."""
+    return not codec.frame_rate > 0
+
+
+def read_clip(codec, path: str | Path, *, allow_silent: bool = False) -> np.ndarray:
+    """The clip `codec.encode` takes, from a track's file: audio (n,) at the codec's rate, or what an untimed
+    tokenizer reads itself (`codec.read`)."""
+    if is_untimed(codec):
+        return codec.read(path)
+    return load_audio(path, codec.sample_rate, allow_silent=allow_silent)
+
+
 def encode_tracks(
     codec, manifest: Manifest, ids: Sequence[str], cache_root: Path, *, progress: bool = True
 ) -> dict[str, np.ndarray]:
@@ -34,7 +50,7 @@ def encode_tracks(
     for track in tqdm(list(ids), desc="encoding tracks", disable=not progress):
         path = folder / f"{manifest.audio_key(track)}.npy"
         if not path.exists():
-            codes = codec.encode(load_audio(manifest.path_of(track), codec.sample_rate))
+            codes = codec.encode(read_clip(codec, manifest.path_of(track)))
             tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
             np.save(tmp, codes)
             tmp.replace(path)
@@ -48,7 +64,9 @@ def cut_segments(
     min_segment_s: float = 1.0,
 ) -> list[Segment]:
     """Consecutive `segment_s` segments of each track (a shorter tail kept when >= `min_segment_s`; a
-    track shorter than that is one segment)."""
+    track shorter than that is one segment). `frame_rate` 0 (an untimed tokenizer): each track is one segment."""
+    if not frame_rate > 0:
+        return [Segment(track, 0.0, float("inf")) for track in track_ids]
     size = max(1, int(round(segment_s * frame_rate)))
     min_size = int(round(min_segment_s * frame_rate))
     segments = []
@@ -60,7 +78,9 @@ def cut_segments(
 
 
 def segment_codes(codes: dict[str, np.ndarray], segment: Segment, frame_rate: float) -> np.ndarray:
-    """Codes (K, T_seg) of one segment."""
+    """Codes (K, T_seg) of one segment (the whole track for an untimed tokenizer, `frame_rate` 0)."""
+    if not frame_rate > 0:
+        return codes[segment.track_id]
     start = int(round(segment.start_s * frame_rate))
     stop = int(round(segment.stop_s * frame_rate))
     return codes[segment.track_id][:, start:stop]

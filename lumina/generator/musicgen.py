@@ -10,7 +10,6 @@ with its EnCodec and T5 tokenizer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +32,13 @@ from lumina.codecs import Codec, load_codec
 from lumina.codecs.encodec import EncodecCodec
 from lumina.device import REFERENCE, Placement
 from lumina.errors import CheckpointError, ParameterError
-from lumina.generator.protocol import Batch, Item
+from lumina.generator.protocol import (
+    Batch,
+    Item,
+    parameter_group_names,
+    recorded_checkpoints,
+    weights_identity,
+)
 from lumina.generator.teacher_forcing import delay_pattern, masked_cross_entropy, pad_clips
 from lumina.generator.text import PretrainedTokenizer, WordTokenizer
 
@@ -286,20 +291,8 @@ class MusicgenGenerator:
         return -1
 
     def parameter_group(self, choice: str | Sequence[int]) -> list[str]:
-        names = list(self.trainable_parameters())
-        if isinstance(choice, str):
-            if choice not in PARAMETER_GROUPS:
-                raise ParameterError(f"unknown parameter choice {choice!r}; use one of {tuple(PARAMETER_GROUPS)} "
-                                     "or layer indices")
-            if choice == "all":
-                return names
-            prefixes = [self.layer_prefix(layer) for layer in range(self.num_layers)]
-            parts = PARAMETER_GROUPS[choice]
-            return [n for n in names if any(n.startswith(p + part) for p in prefixes for part in parts)]
-        if not choice or any(not -self.num_layers <= int(i) < self.num_layers for i in choice):
-            raise ParameterError(f"layer indices {list(choice)} out of range for {self.num_layers} layers")
-        prefixes = tuple(self.layer_prefix(int(i) % self.num_layers) for i in choice)
-        return [n for n in names if n.startswith(prefixes)]
+        return parameter_group_names(self.trainable_parameters(), self.layer_prefix, self.num_layers,
+                                     PARAMETER_GROUPS, choice)
 
     def lumina_tensors(self, layer: int) -> dict[str, list[str]]:
         prefix = self.layer_prefix(layer)
@@ -309,13 +302,7 @@ class MusicgenGenerator:
         return [f"decoder.lm_heads.{k}.weight" for k in range(self.num_codebooks)]
 
     def checkpoints(self) -> list[tuple[Path, float]]:
-        saved = self.record.get("checkpoints", [])
-        if not saved or not self.source:
-            raise ParameterError(
-                f"{self.source or 'this generator'} records no intermediate checkpoints; TracIn needs the "
-                "embedded model's training checkpoints (model.train.checkpoints > 0)"
-            )
-        return [(Path(self.source) / c["path"], float(c["lr"])) for c in saved]
+        return recorded_checkpoints(self.record, self.source)
 
     # -- computation -----------------------------------------------------------------------------------
     def batch(self, tokens: torch.Tensor, texts: Sequence[str], lengths: torch.Tensor | None = None,
@@ -395,11 +382,7 @@ class MusicgenGenerator:
 
     def identity(self) -> str:
         """Hash of the LM weights and the codec (for caches and provenance)."""
-        digest = hashlib.sha256(self.codec.identity().encode())
-        for name, tensor in sorted(self.model.state_dict().items()):
-            data = tensor.detach().contiguous().cpu().flatten().view(torch.uint8)  # the raw bytes of any dtype
-            digest.update(name.encode() + data.numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return weights_identity(self.codec, self.model)
 
     # -- storage ---------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

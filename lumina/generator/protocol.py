@@ -13,7 +13,8 @@ steps; a batch is a dict of tensors whose first axis is the example (what `colla
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -146,3 +147,45 @@ class GeneratorLoader(Protocol):
     def __call__(self, train_ids: Sequence[str] | None = None) -> Generator: ...
 
     def prepare(self) -> None: ...
+
+
+def weights_identity(tokenizer: ClipTokenizer, model: nn.Module) -> str:
+    """`Generator.identity()`: a short hash of the tokenizer's identity and every tensor of the model's state."""
+    digest = hashlib.sha256(tokenizer.identity().encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().contiguous().cpu().flatten().view(torch.uint8)  # the raw bytes of any dtype
+        digest.update(name.encode() + data.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def parameter_group_names(names: Sequence[str], layer_prefix: Callable[[int], str], num_layers: int,
+                          groups: Mapping[str, tuple[str, ...]], choice: str | Sequence[int]) -> list[str]:
+    """`Generator.parameter_group`: of the parameter `names`, those of the named group `choice` (`all`: every
+    name; another: names `layer_prefix(l) + part` for a part of `groups[choice]`) or of the listed layers
+    (negative indices count from the top)."""
+    from lumina.errors import ParameterError
+
+    names = list(names)
+    if isinstance(choice, str):
+        if choice not in groups:
+            raise ParameterError(f"unknown parameter choice {choice!r}; use one of {tuple(groups)} or layer indices")
+        if choice == "all":
+            return names
+        prefixes = [layer_prefix(layer) for layer in range(num_layers)]
+        return [n for n in names if any(n.startswith(p + part) for p in prefixes for part in groups[choice])]
+    if not choice or any(not -num_layers <= int(i) < num_layers for i in choice):
+        raise ParameterError(f"layer indices {list(choice)} out of range for {num_layers} layers")
+    chosen = tuple(layer_prefix(int(i) % num_layers) for i in choice)
+    return [n for n in names if n.startswith(chosen)]
+
+
+def recorded_checkpoints(record: Mapping, source: str) -> list[tuple[Path, float]]:
+    """`Generator.checkpoints`: the intermediate checkpoints a training record lists (folder under `source`,
+    learning rate); ParameterError when there are none."""
+    from lumina.errors import ParameterError
+
+    saved = record.get("checkpoints", [])
+    if not saved or not source:
+        raise ParameterError(f"{source or 'this generator'} records no intermediate checkpoints; TracIn needs a "
+                             "trained recipe's training checkpoints (model.train.checkpoints > 0)")
+    return [(Path(source) / c["path"], float(c["lr"])) for c in saved]

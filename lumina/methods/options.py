@@ -189,10 +189,15 @@ class MertOptions(MethodOptions):
     progress: bool = option(True, "progress bars")
 
 
+@dataclass(frozen=True)
+class SymbolicOptions(MethodOptions):
+    name: str = option("symbolic", "the method's registered name")
+
+
 METHOD_OPTIONS: dict[str, type[MethodOptions]] = {
     "lumina": LuminaOptions, "trak": TrakOptions, "gradcos": GradCosOptions, "graddot": GradDotOptions,
     "tracin": TracInOptions, "logra": LoGraOptions, "factgrass": FactGraSSOptions, "unlearning": UnlearningOptions,
-    "embedding": EmbeddingOptions, "clap": ClapOptions, "mert": MertOptions,
+    "embedding": EmbeddingOptions, "clap": ClapOptions, "mert": MertOptions, "symbolic": SymbolicOptions,
 }
 """Method name → its options dataclass (the keys of `lumina.methods.METHODS`)."""
 

@@ -29,7 +29,8 @@ def test_audio_is_todays_set_and_the_default_of_the_registry():
     assert AUDIO.sequences == ("chords",)
     assert {k for f, k in AUDIO.similarity.items() if f != "chords"} == {"euclidean"}
     assert AUDIO.titles == {"rhythm": "Rhythmic", "harmony": "Harmonic", "timbre": "Timbral"}
-    assert CHANNEL_SETS == {"audio": AUDIO} and get_channel_set("audio") is AUDIO
+    assert CHANNEL_SETS["audio"] is AUDIO and get_channel_set("audio") is AUDIO
+    assert set(CHANNEL_SETS) == {"audio", "symbolic"}  # the symbolic set: docs/symbolic.md#channels
 
 
 def test_the_audio_leaderboard_keeps_its_columns():

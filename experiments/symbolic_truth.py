@@ -1,0 +1,98 @@
+"""Ground truth of the symbolic setting and Aria's Table 1 put to the test (docs/symbolic.md#ground-truth).
+
+    python -m experiments.symbolic_truth data=chorales model=musictransformer \
+        data.generated_dir=results/symbolic/generated
+
+Reads the finished subset models of the study (`python -m experiments.subsets` with the same overrides trains
+them; this app trains none), judges every run of the experiment with LDS on the last-token target (primary)
+and the whole-window loss, planted retrieval per kind and Aria's reliability diagnostics, attaches the
+symbolic leaderboard's channel z̄, and writes `ground_truth.csv`, `planted_influence.csv` and `table1.csv`
+into `symbolic.results`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import hydra
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from aria.channels import SYMBOLIC
+from groundtruth.agreement import ARIA_BETTER_HIGH, RELIABILITY, attach_aria, rank_agreement
+from groundtruth.judge import judge_runs
+from groundtruth.planted import planted_effects
+from groundtruth.study import load_study, study_folder
+from lumina.context import configure_runtime, layout, load_corpus
+from lumina.errors import ParameterError
+
+FOUR = {"trak": "k2048-x4-L0.1", "tracin": "raw-L0.1", "gradcos": "raw", "graddot": "raw"}
+"""The paper's four methods at their default settings (setting names of this 2-layer model)."""
+
+
+def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ground-truth table with `lds` (last token) and `lds_window` per setting, planted in-vs-out effects)."""
+    gt = cfg.ground_truth
+    manifest = load_corpus(cfg)
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    study = load_study(study_folder(gt.dir, manifest, model, float(gt.fraction), int(gt.subset_seed)))
+    if study.last_losses is None:
+        raise ParameterError(f"{study.folder}: its records hold no last-step losses; retrain the study")
+    options = {"k": int(gt.k), "n_bootstrap": int(gt.n_bootstrap), "confidence": float(gt.confidence),
+               "seed": int(gt.seed), "collapse_rho1": float(cfg.aria.collapse_rho1),
+               "collapse_concentration": float(cfg.aria.collapse_concentration),
+               "headline_k": int(cfg.aria.headline_k), "leaderboard": "", "channel_names": SYMBOLIC.names}
+    runs = layout(cfg, manifest).runs
+    last, per_query, _ = judge_runs(runs, dataclasses.replace(study, losses=study.last_losses), manifest, **options)
+    generated = per_query[per_query["kind"] == "generated"].groupby(["method", "setting"], as_index=False)["lds"]
+    last = last.merge(generated.mean().rename(columns={"lds": "lds_generated"}), on=["method", "setting"], how="left")
+    window, _, _ = judge_runs(runs, study, manifest, **options)
+    window = window[["method", "setting", "lds", "lds_ci_low", "lds_ci_high"]].rename(
+        columns={"lds": "lds_window", "lds_ci_low": "lds_window_ci_low", "lds_ci_high": "lds_window_ci_high"})
+    table = last.drop(columns=[c for c in last.columns if c.startswith("aria_")]).merge(window,
+                                                                                         on=["method", "setting"])
+    table = attach_aria(table, Path(cfg.symbolic.results) / "leaderboard.csv", SYMBOLIC.names)
+    effects, _ = planted_effects(study, manifest, seed=int(gt.seed))
+    return table, effects
+
+
+def table1(table: pd.DataFrame) -> pd.DataFrame:
+    """Each diagnostic against LDS: over the four methods (does it order them as LDS does?) and over every
+    non-collapsed setting (Kendall τ); channel z̄ without the circular retrieval baseline."""
+    ranked = table[~table["collapsed"]]
+    four = table[[FOUR.get(m) == s for m, s in zip(table["method"], table["setting"], strict=True)]]
+    rows = []
+    for target in ("lds", "lds_window"):
+        for name in RELIABILITY:
+            sign = 1.0 if ARIA_BETTER_HIGH[name] else -1.0
+            rows.append({"diagnostic": name, "truth": target, "over": "four methods",
+                         **rank_agreement(sign * four[name], four[target])})
+            rows.append({"diagnostic": name, "truth": target, "over": "all settings",
+                         **rank_agreement(sign * ranked[name], ranked[target])})
+        honest = ranked[ranked["method"] != "symbolic"]
+        for channel in SYMBOLIC.names:
+            rows.append({"diagnostic": f"{channel}_z", "truth": target, "over": "all settings but symbolic",
+                         **rank_agreement(honest[f"aria_{channel}_z"], honest[target])})
+    return pd.DataFrame(rows)
+
+
+@hydra.main(config_path="../conf", config_name="symbolic_truth", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    configure_runtime(cfg)
+    command = " ".join(["python -m experiments.symbolic_truth", *sys.argv[1:]])
+    table, effects = judged(cfg)
+    agreement = table1(table)
+    out = Path(cfg.symbolic.results)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("ground_truth", table), ("planted_influence", effects), ("table1", agreement)):
+        frame.assign(command=command).to_csv(out / f"{name}.csv", index=False)
+    shown = ["method", "setting", "lds", "lds_ci_low", "lds_ci_high", "lds_window", *RELIABILITY]
+    print(table[shown].sort_values("lds", ascending=False).to_string(index=False))
+    print(agreement.to_string(index=False))
+    print(f"written to {out}/ground_truth.csv, planted_influence.csv, table1.csv")
+
+
+if __name__ == "__main__":
+    main()
