@@ -40,7 +40,7 @@ test: install
 # several hours a seed on 2 cores), the checks that run once, then the replication tables across seeds.
 SEEDS ?= 0 1 2
 results: install
-	$(PY) -m experiments.codec_probe
+	$(PY) -m experiments.codec_probe paths.results=results/seed0
 	for s in $(SEEDS); do ./scripts/study.sh $$s || exit 1; done
 	$(PY) -m experiments.self_influence paths.results=results/seed0
 	$(PY) -m experiments.causal_verification +method=lumina paths.results=results/seed0
