@@ -44,6 +44,11 @@ class EmbeddedModelConfig:
         )
 
 
+RECIPE_VERSION = 2
+"""Part of every model's cache key: bump it when the recipe changes what a key's inputs train (2: the word
+vocabulary is the training descriptions' alone, so queries added to a corpus change no model)."""
+
+
 def _digest(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -93,7 +98,7 @@ def train_embedded(
     train_ids = list(manifest.train_ids if train_ids is None else train_ids)
     codec = fit_codec(manifest, config.codec, cache_root, progress=progress)
     descriptions = dict(zip(manifest.table["track_id"], manifest.table["description"], strict=True))
-    key = _digest([codec.identity(), asdict(config), train_ids, [descriptions[t] for t in train_ids]]
+    key = _digest([RECIPE_VERSION, codec.identity(), asdict(config), train_ids, [descriptions[t] for t in train_ids]]
                   + ([] if placement.is_reference else [placement.record()]))
     path = cache_root / "models" / f"{name}-{key}"
     with cache_lock(path):
