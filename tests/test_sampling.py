@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from lumina.corpus.generated import add_generated_queries
@@ -69,3 +70,25 @@ def test_generated_queries_are_added_once_and_reused(tmp_path) -> None:
     again = add_generated_queries(manifest, generator, count=3, seconds=0.5, seed=0, progress=False)
     assert again.sha256() == extended.sha256() and extended.path_of("q_generated_01").stat().st_mtime_ns == stamp
     assert manifest.content_key(manifest.train_ids) == extended.content_key(extended.train_ids)
+
+
+def test_adding_queries_retrains_nothing(tiny_corpus, tmp_path, monkeypatch) -> None:
+    """Queries are not training data: the codec, the model and its vocabulary are keyed by the training tracks
+    alone, so a corpus grown by generated queries reuses them (training is not even called)."""
+    from lumina.generator import embedded
+    from lumina.generator.embedded import EmbeddedModelConfig, train_embedded
+    from lumina.generator.training import TrainConfig
+    from tests.generator_fixtures import TINY_CODEC, TINY_LM
+
+    corpus = tiny_corpus.subset(tiny_corpus.train_ids[:3] + tiny_corpus.query_ids[:1])
+    config = EmbeddedModelConfig(codec=TINY_CODEC, lm=TINY_LM, train=TrainConfig(
+        epochs=1, batch_size=2, crop_frames=48, warmup_steps=1, checkpoints=0, resume_every=1000))
+    generator = train_embedded(corpus, config, tmp_path, progress=False)
+    assert set(generator.tokenizer.vocabulary[3:]) == {w for t in corpus.train_ids
+                                                      for w in corpus.description_of(t).split()}
+    grown = add_generated_queries(corpus, generator, count=2, seconds=0.5, seed=0, progress=False)
+    assert len(grown.query_ids) == 3
+    monkeypatch.setattr(embedded, "train_lm", lambda *a, **k: pytest.fail("a model was trained again"))
+    monkeypatch.setattr(embedded, "_fit_and_save_codec", lambda *a, **k: pytest.fail("the codec was fitted again"))
+    again = train_embedded(grown, config, tmp_path, progress=False)
+    assert again.identity() == generator.identity()
