@@ -41,7 +41,7 @@ def test_the_audio_leaderboard_keeps_its_columns():
 
 
 def test_an_unknown_set_names_the_known_ones():
-    with pytest.raises(ParameterError, match=r"unknown channel set 'midi'.*\['audio'\]"):
+    with pytest.raises(ParameterError, match=r"unknown channel set 'midi'.*\['audio', 'symbolic'\]"):
         get_channel_set("midi")
 
 
