@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import hydra
 import pandas as pd
@@ -56,6 +57,7 @@ def ground_truth(cfg: DictConfig, command: str, channel_names: Sequence[str] = C
     agreement = aria_vs_truth(table, per_query, k, channel_names)
     write_results(gt.results, command, study, table, effects, channels, agreement,
                   chance_levels(manifest, len(study.train_ids), k), k, skipped, channel_names)
+    per_query.assign(command=command).to_csv(Path(gt.results) / "ground_truth_queries.csv", index=False)
     return table
 
 

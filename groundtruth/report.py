@@ -151,7 +151,8 @@ def write_results(results: str | Path, command: str, study: Study, table: pd.Dat
     lines = [
         "# Ground truth on the embedded default",
         "",
-        f"Every table on this page: `{command}` (writes `ground_truth.csv`, `ground_truth_aria.csv`, "
+        f"Every table on this page: `{command}` (writes `ground_truth.csv`, `ground_truth_queries.csv`, "
+        "`ground_truth_aria.csv`, "
         "`ground_truth_channels.csv`, `planted_influence.{md,csv}` and this page). Method runs are read from "
         "`outputs/runs/…/<method>/<setting>/scores.h5`; Aria's homogeneity z from `leaderboard.csv` "
         "(`python -m experiments.leaderboard`) when present.",
