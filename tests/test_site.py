@@ -126,7 +126,13 @@ def test_channel_similarity_of_an_exact_copy_is_one_and_tops_the_pool(study: dic
     table = read_manifest(study["manifest"])
     sims = channel_similarities(table, QUERIES, AUDIO, FeatureSettings(), study["outputs"] / "aria-cache",
                                 workers=1, progress=False)
+    defined = 0
     for channel in AUDIO.names:
         row = sims[channel].loc["q_near_copy_00"]  # the same audio as t0001
+        if np.isnan(row["t0001"]):  # test tones: no beat, no chord change — undefined (docs/aria.md), never 1
+            assert channel in ("rhythm", "harmony")
+            continue
+        defined += 1
         assert row["t0001"] == pytest.approx(1.0)
-        assert (row.drop("t0001") < 1.0).all()
+        assert (row.drop("t0001").dropna() < 1.0).all()
+    assert defined >= 1  # timbre is always defined

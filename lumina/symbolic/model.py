@@ -23,6 +23,7 @@ from dattri.benchmark.models.MusicTransformer.music_transformer import MusicTran
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from lumina.device import REFERENCE
 from lumina.errors import CheckpointError, ParameterError
 from lumina.generator.protocol import (
     Batch,
@@ -69,7 +70,7 @@ def build_model(arch: ArchConfig, seed: int) -> MusicTransformer:
     torch.manual_seed(seed)
     model = MusicTransformer(n_layers=arch.n_layers, num_heads=arch.num_heads, d_model=arch.d_model,
                              dim_feedforward=arch.dim_feedforward, dropout=0.0, max_sequence=arch.max_sequence,
-                             rpr=arch.rpr, device="cpu")
+                             rpr=arch.rpr, device=REFERENCE.torch_device)
     return model.eval()
 
 
@@ -266,7 +267,7 @@ class MusicTransformerGenerator:
                 raise CheckpointError(f"{path}: neither a saved MusicTransformer directory ({CONFIG_FILE} + "
                                       f"{WEIGHTS_FILE}) nor dattri's layout (a folder with {DATTRI_WEIGHTS})")
             try:
-                state = torch.load(weights, map_location="cpu", weights_only=True)
+                state = torch.load(weights, map_location=REFERENCE.torch_device, weights_only=True)
             except Exception as err:  # a pickle with code, or a corrupt file
                 raise CheckpointError(f"{weights}: cannot load the weights safely ({err})") from None
             arch, record = dattri_arch(state, weights), {}
