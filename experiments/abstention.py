@@ -20,25 +20,21 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from groundtruth.abstention import (
-    description_effect,
     evaluate_setting,
-    gate_rates,
     loss_signal,
-    lumina_empty_description_z,
-    lumina_gate_shares,
+    lumina_checks,
     lumina_reference_tops,
     query_table,
     setting_signals,
+    track_losses,
     write_flags,
 )
 from groundtruth.judge import find_matrices
 from groundtruth.report import write_abstention_report
-from groundtruth.study import study_losses
 from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, generator_loader, layout, load_corpus
 from lumina.database import manifest_tracks, read_database
 from lumina.errors import ParameterError
-from lumina.generator.codes import encode_tracks
 from lumina.methods.lumina import database_path, signature_store
 from lumina.methods.options import LuminaOptions
 
@@ -54,17 +50,14 @@ def main(cfg: DictConfig) -> None:
     if not matrices:
         raise ParameterError(f"{options.runs or where.runs}: no finished runs (python -m experiments.run +method=NAME)")
     generator = generator_loader(cfg, manifest)()
-    ids = manifest.table["track_id"].tolist()
-    codes = encode_tracks(generator.codec, manifest, ids, Path(cfg.paths.cache), progress=bool(cfg.progress))
-    descriptions = dict(zip(ids, manifest.table["description"], strict=True))
-    losses = dict(zip(ids, study_losses(generator, codes, descriptions, ids)[0], strict=True))
+    losses = track_losses(generator, manifest, Path(cfg.paths.cache))
     reference = manifest.control_ids if len(manifest.control_ids) >= 3 else manifest.train_ids
     queries = query_table(manifest, manifest.query_ids, int(options.split_seed))
     loss_z = dict(zip(queries["query_id"], loss_signal(losses, queries["query_id"], reference), strict=True))
     db_path = database_path(LuminaOptions(), signature_store(cfg.paths.cache, generator))
     db = read_database(db_path).view(manifest_tracks(manifest), manifest.catalogue_key) if db_path.exists() else None
     tops = lumina_reference_tops(db) if db is not None and len(db.ids("control")) >= 3 else {}
-    rows, rocs, flags_by_setting, flags_by_setting_table = [], {}, {}, {}
+    rows, rocs, flags_by_setting = [], {}, {}
     for folder, artefact in matrices:
         reference_tops = tops.get(artefact.setting) if artefact.method == "lumina" else None
         signals = setting_signals(artefact, queries, loss_z, reference_tops)
@@ -73,25 +66,13 @@ def main(cfg: DictConfig) -> None:
         write_flags(flags, folder)
         rows.append({"method": artefact.method, "setting": artefact.setting, **row})
         rocs[f"{artefact.method}/{artefact.setting}"] = curve
-        flags_by_setting[artefact.setting] = flags.set_index("query_id")["attributable"]
-        flags_by_setting_table[artefact.setting] = flags
-    gates = []
-    if db is not None:
-        shares = lumina_gate_shares(db, queries, list(options.gates))
-        for (gate, channel), part in shares.groupby(["gate", "channel"]):
-            after = flags_by_setting.get(f"lumina-{channel}", pd.Series(dtype=bool))
-            gates.append({"gate": gate, "channel": channel, **gate_rates(part, after)})
-    description = []
-    if db is not None and tops and options.empty_description:
-        empty = lumina_empty_description_z(db, generator, manifest, queries, tops)
-        for setting in ("lumina-P", "lumina-M"):
-            flags = flags_by_setting_table.get(setting)
-            if flags is not None and (flags["rule"] == "reference_z").all():
-                description.append({"setting": setting,
-                                    **description_effect(flags, empty[empty["setting"] == setting])})
+        flags_by_setting[artefact.setting] = flags
+    gates, description = (lumina_checks(db, generator, manifest, queries, tops, flags_by_setting,
+                                        list(options.gates), bool(options.empty_description))
+                          if db is not None else (pd.DataFrame(), pd.DataFrame()))
     command = " ".join(["python -m experiments.abstention", *sys.argv[1:]])
-    path = write_abstention_report(pd.DataFrame(rows), pd.DataFrame(gates), rocs, queries, refused,
-                                   Path(options.results), command, pd.DataFrame(description))
+    path = write_abstention_report(pd.DataFrame(rows), gates, rocs, queries, refused,
+                                   Path(options.results), command, description)
     print(pd.DataFrame(rows)[["method", "setting", "signal", "evaluation_auc", "recall_near_copy",
                               "false_share_negatives"]].to_string(index=False))
     print(f"written to {path}")

@@ -186,3 +186,34 @@ def description_effect(flags: pd.DataFrame, empty: pd.DataFrame) -> dict:
             "false_share_own": float(held.loc[negatives, "attributable"].mean()),
             "false_share_empty": float(held.loc[negatives, "attributable_empty"].mean()),
             "mean_reference_z_shift": float((held["reference_z_empty"] - held["reference_z"]).mean())}
+
+
+def track_losses(generator, manifest: Manifest, cache: Path) -> dict[str, float]:
+    """Each track's teacher-forcing loss under `generator` (the `loss_z` signal's input), codes from the cache."""
+    from groundtruth.study import study_losses
+    from lumina.generator.codes import encode_tracks
+
+    ids = manifest.table["track_id"].tolist()
+    codes = encode_tracks(generator.codec, manifest, ids, Path(cache), progress=False)
+    descriptions = dict(zip(ids, manifest.table["description"], strict=True))
+    return dict(zip(ids, study_losses(generator, codes, descriptions, ids)[0], strict=True))
+
+
+def lumina_checks(db, generator, manifest: Manifest, queries: pd.DataFrame, tops: Mapping[str, np.ndarray],
+                  flags: Mapping[str, pd.DataFrame], gates: Sequence[str], empty_description: bool
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """LUMINA's gates before and after abstention (`gate_rates`, one row per gate and channel) and, for a channel
+    whose rule is `reference_z`, the empty description's effect (`description_effect`). flags: per-query flags by
+    setting (`evaluate_setting`)."""
+    rows = []
+    shares = lumina_gate_shares(db, queries, gates)
+    for (gate, channel), part in shares.groupby(["gate", "channel"]):
+        setting = flags.get(f"lumina-{channel}")
+        after = setting.set_index("query_id")["attributable"] if setting is not None else pd.Series(dtype=bool)
+        rows.append({"gate": gate, "channel": channel, **gate_rates(part, after)})
+    judged = [s for s in ("lumina-P", "lumina-M") if s in flags and (flags[s]["rule"] == "reference_z").all()]
+    description = []
+    if judged and tops and empty_description:  # extraction again only where the effect can be judged
+        empty = lumina_empty_description_z(db, generator, manifest, queries, tops)
+        description = [{"setting": s, **description_effect(flags[s], empty[empty["setting"] == s])} for s in judged]
+    return pd.DataFrame(rows), pd.DataFrame(description)
