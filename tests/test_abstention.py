@@ -149,7 +149,7 @@ def tiny_attribution(tiny_corpus, tmp_path_factory):
     return tiny_corpus, generator, db
 
 
-def test_noise_and_speech_get_no_share_and_a_near_copy_does(tiny_attribution, tmp_path) -> None:
+def test_noise_and_speech_get_no_share_and_a_copy_of_a_training_track_does(tiny_attribution, tmp_path) -> None:
     """The near-copy here is the extreme one, a byte copy of a training track: on a model this small, LUMINA's
     milder near-copies (another soundfont, EQ, reverb) are not distinguishable from held-out music by their top
     cosine (z <= 1.3 against the controls), which the abstention study measures on the real model. With four
