@@ -36,12 +36,13 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-# Every committed table in results/: the whole study for each seed of SEEDS (scripts/study.sh; resumable per stage,
+# Every committed table in results/: the whole study for each seed of SEEDS (experiments.seeds runs scripts/study.sh
+# per seed; resumable per stage,
 # several hours a seed on 2 cores), the checks that run once, then the replication tables across seeds.
 SEEDS ?= 0 1 2
 results: install
 	$(PY) -m experiments.codec_probe paths.results=results/seed0
-	for s in $(SEEDS); do ./scripts/study.sh $$s || exit 1; done
+	$(PY) -m experiments.seeds seeds.seeds="[$(shell echo $(SEEDS) | tr ' ' ',')]"
 	$(PY) -m experiments.self_influence paths.results=results/seed0
 	$(PY) -m experiments.causal_verification +method=lumina paths.results=results/seed0
 	$(PY) -m experiments.replication replication.seeds="[$(shell echo $(SEEDS) | tr ' ' ',')]"

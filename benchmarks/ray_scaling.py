@@ -2,13 +2,15 @@
 
     python -m benchmarks.ray_scaling                       # 4 subset models, 24 tracks signed in shards of 2
     python -m benchmarks.ray_scaling --models 2 --tracks 8
+    python -m benchmarks.ray_scaling --epochs 48 --tracks 64       # more work per task
 
 On a synthetic folder catalogue of tones (written under outputs/benchmarks/ray_scaling/), with a small recipe of
 the embedded generator, prints the wall time of (a) training 4 subset models and measuring every track's loss
 (`groundtruth.study.run_subsets`, a task per model) and (b) a sharded LUMINA extraction (a task per shard), each
-on a local Ray cluster of 1 and then 2 CPUs (one torch thread per task), their ratio, and the load average
-of the machine before each run (the cores may be shared). Every measured run starts from empty caches; the
-corpus, codec and full model are made once beforehand. Writes outputs/benchmarks/ray_scaling.json.
+on a local Ray cluster of 1 and then 2 CPUs (one torch thread per task; the workers started and warm before
+the clock starts), their ratio, and the load average of the machine before each run (the cores may be shared).
+Every measured run starts from empty caches; the corpus, codec and full model are made once beforehand.
+Writes outputs/benchmarks/ray_scaling.json.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from execution import ParallelOptions, configure
+from execution import ParallelOptions, configure, parallel_map
 from groundtruth.study import run_subsets
 from lumina.context import generator_loader, load_corpus
 from lumina.database import build_database, manifest_tracks
@@ -39,7 +41,7 @@ RECIPE = [
     "model.codec.pitch_codebook_size=12", "model.codec.codebook_size=32", "model.codec.n_mels=32",
     "model.lm.num_layers=4", "model.lm.hidden_size=64", "model.lm.num_heads=4", "model.lm.ffn_dim=128",
     "model.lm.text_hidden_size=16", "model.lm.text_layers=1", "model.lm.text_heads=2", "model.lm.max_frames=256",
-    "model.train.epochs=12", "model.train.batch_size=4", "model.train.crop_frames=96", "model.train.checkpoints=0",
+    "model.train.batch_size=4", "model.train.crop_frames=96", "model.train.checkpoints=0",
 ]
 
 
@@ -60,14 +62,27 @@ def write_catalogue(root: Path, tracks: int, seconds: float = 4.0) -> None:
     pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
 
 
+def warm_worker(seconds: float) -> int:
+    """A task that imports what the measured tasks import and holds its worker for `seconds`, so that every
+    worker process is started before the clock starts."""
+    import groundtruth.study  # noqa: F401  (torch, transformers and the generator code)
+    import lumina.database  # noqa: F401
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def timed_on_ray(cpus: int, work) -> float:
-    """Seconds `work()` takes on a fresh local Ray cluster of `cpus` CPUs (its start not counted)."""
+    """Seconds `work()` takes on a fresh local Ray cluster of `cpus` CPUs, its `cpus` worker processes started
+    and warm (the cluster's and the workers' start are not counted: on a cluster they are paid once)."""
     import ray
 
     configure(ParallelOptions(backend="ray", cpus=cpus, shard_size=2))
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
     try:
+        workers = set(parallel_map(warm_worker, [2.0] * cpus, cpus=1))
+        assert len(workers) == cpus, f"{len(workers)} warm workers for {cpus} CPUs"
         started = time.perf_counter()
         work()
         return time.perf_counter() - started
@@ -80,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, default=4, help="subset models per run")
     parser.add_argument("--tracks", type=int, default=24, help="training tracks (all signed in the extraction)")
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs of each subset model")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -89,14 +105,15 @@ def main() -> None:
         cfg = compose("ground_truth", overrides=[
             "data=folder", f"data.path={OUT / 'catalogue/train'}", f"data.queries={OUT / 'catalogue/queries'}",
             f"data.metadata={OUT / 'catalogue/metadata.csv'}", f"paths.outputs={OUT}", "progress=false",
-            "threads=1", *RECIPE])
+            "threads=1", *RECIPE, f"model.train.epochs={args.epochs}"])
     manifest = load_corpus(cfg)
     model = OmegaConf.to_container(cfg.model, resolve=True)
     generator = generator_loader(cfg, manifest)()  # codec, codes and the full model, made once
     tracks = manifest_tracks(manifest)
     keep, saved = OUT / "cache/models", OUT / "full-model"
     shutil.copytree(keep, saved)
-    figures: dict = {"models": args.models, "tracks": len(tracks), "shard_size": 2, "runs": {}}
+    figures: dict = {"models": args.models, "tracks": len(tracks), "epochs": args.epochs, "shard_size": 2,
+                     "runs": {}}
     for cpus in (1, 2):
         load = os.getloadavg()[0]
 

@@ -68,7 +68,8 @@ def main(cfg: DictConfig) -> None:
         rocs[f"{artefact.method}/{artefact.setting}"] = curve
         flags_by_setting[artefact.setting] = flags
     gates, description = (lumina_checks(db, generator, manifest, queries, tops, flags_by_setting,
-                                        list(options.gates), bool(options.empty_description))
+                                        list(options.gates), bool(options.empty_description),
+                                        max_false_rate=float(options.max_false_rate))
                           if db is not None else (pd.DataFrame(), pd.DataFrame()))
     command = " ".join(["python -m experiments.abstention", *sys.argv[1:]])
     path = write_abstention_report(pd.DataFrame(rows), gates, rocs, queries, refused,

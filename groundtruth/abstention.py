@@ -23,6 +23,7 @@ from lumina.abstention import (
     POSITIVE_KINDS,
     choose_rule,
     column_signals,
+    fit_rule,
     flag_queries,
     reference_z,
     roc,
@@ -172,20 +173,26 @@ def lumina_empty_description_z(db, generator, manifest: Manifest, queries: pd.Da
     return pd.DataFrame(rows, columns=["query_id", "setting", "reference_z"])
 
 
-def description_effect(flags: pd.DataFrame, empty: pd.DataFrame) -> dict:
-    """The same rule applied to the empty-description `reference_z` of a LUMINA setting: recall and false-share
-    rate on the evaluation half with the query's own description and with the empty one. flags: that setting's
-    per-query flags (rule signal `reference_z`); empty: its rows of `lumina_empty_description_z`."""
-    held = flags[flags["half"] == HALVES[1]].merge(empty[["query_id", "reference_z"]], on="query_id",
-                                                   suffixes=("", "_empty"))
-    threshold, direction = float(flags["threshold"].iloc[0]), DIRECTIONS["reference_z"]
-    held["attributable_empty"] = direction * held["reference_z_empty"] >= direction * threshold
+def description_effect(flags: pd.DataFrame, empty: pd.DataFrame, *, max_false_rate: float) -> dict:
+    """The report's rule (`reference_z` at or above a threshold, docs/abstention.md#the-report-rule) fitted on the
+    calibration half with each query's own description, then applied on the evaluation half to the signatures
+    extracted with its own description and with the empty one: the fitted threshold, recall and false-share rate
+    for both. flags: one LUMINA setting's per-query flags (with their `reference_z`); empty: its rows of
+    `lumina_empty_description_z`."""
+    labelled = flags[flags["kind"].isin(POSITIVE_KINDS + NEGATIVE_KINDS)]
+    calibration = labelled[labelled["half"] == HALVES[0]]
+    rule = fit_rule(calibration["reference_z"].to_numpy(dtype=np.float64),
+                    calibration["kind"].isin(POSITIVE_KINDS).to_numpy(), "reference_z",
+                    max_false_rate=max_false_rate, fitted_on="calibration half")
+    held = labelled[labelled["half"] == HALVES[1]].merge(empty[["query_id", "reference_z"]], on="query_id",
+                                                         suffixes=("", "_empty"))
+    own, without = held["reference_z"] >= rule.threshold, held["reference_z_empty"] >= rule.threshold
     positives, negatives = held["kind"].isin(POSITIVE_KINDS), held["kind"].isin(NEGATIVE_KINDS)
-    return {"recall_own": float(held.loc[positives, "attributable"].mean()),
-            "recall_empty": float(held.loc[positives, "attributable_empty"].mean()),
-            "false_share_own": float(held.loc[negatives, "attributable"].mean()),
-            "false_share_empty": float(held.loc[negatives, "attributable_empty"].mean()),
-            "mean_reference_z_shift": float((held["reference_z_empty"] - held["reference_z"]).mean())}
+    return {"report_threshold": rule.threshold,
+            "recall_own": float(own[positives].mean()), "recall_empty": float(without[positives].mean()),
+            "false_share_own": float(own[negatives].mean()), "false_share_empty": float(without[negatives].mean()),
+            "mean_reference_z_shift": float((held["reference_z_empty"] - held["reference_z"]).mean()),
+            "n_evaluation": len(held)}
 
 
 def track_losses(generator, manifest: Manifest, cache: Path) -> dict[str, float]:
@@ -200,20 +207,21 @@ def track_losses(generator, manifest: Manifest, cache: Path) -> dict[str, float]
 
 
 def lumina_checks(db, generator, manifest: Manifest, queries: pd.DataFrame, tops: Mapping[str, np.ndarray],
-                  flags: Mapping[str, pd.DataFrame], gates: Sequence[str], empty_description: bool
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """LUMINA's gates before and after abstention (`gate_rates`, one row per gate and channel) and, for a channel
-    whose rule is `reference_z`, the empty description's effect (`description_effect`). flags: per-query flags by
-    setting (`evaluate_setting`)."""
+                  flags: Mapping[str, pd.DataFrame], gates: Sequence[str], empty_description: bool, *,
+                  max_false_rate: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """LUMINA's gates before and after abstention (`gate_rates`, one row per gate and channel) and, per channel,
+    the report rule's threshold and the empty description's effect (`description_effect`). flags: per-query flags
+    by setting (`evaluate_setting`)."""
     rows = []
     shares = lumina_gate_shares(db, queries, gates)
     for (gate, channel), part in shares.groupby(["gate", "channel"]):
         setting = flags.get(f"lumina-{channel}")
         after = setting.set_index("query_id")["attributable"] if setting is not None else pd.Series(dtype=bool)
         rows.append({"gate": gate, "channel": channel, **gate_rates(part, after)})
-    judged = [s for s in ("lumina-P", "lumina-M") if s in flags and (flags[s]["rule"] == "reference_z").all()]
+    judged = [s for s in ("lumina-P", "lumina-M") if s in flags]
     description = []
-    if judged and tops and empty_description:  # extraction again only where the effect can be judged
+    if judged and tops and empty_description:
         empty = lumina_empty_description_z(db, generator, manifest, queries, tops)
-        description = [{"setting": s, **description_effect(flags[s], empty[empty["setting"] == s])} for s in judged]
+        description = [{"setting": s, **description_effect(flags[s], empty[empty["setting"] == s],
+                                                            max_false_rate=max_false_rate)} for s in judged]
     return pd.DataFrame(rows), pd.DataFrame(description)

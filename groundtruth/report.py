@@ -242,11 +242,16 @@ def abstention_markdown(table: pd.DataFrame, gates: pd.DataFrame, queries: pd.Da
                   markdown_table(gates, ["gate", "channel", "false_share_before", "false_share_after",
                                          "recall_before", "recall_after"])]
     if description is not None and not description.empty:
-        lines += ["", "## The description's effect (LUMINA, evaluation half)", "",
-                  "Each query's signature extracted again with the empty description (a user who does not know "
-                  "the prompt), judged by the same rule as with its own description:", "",
-                  markdown_table(description, ["setting", "recall_own", "recall_empty", "false_share_own",
-                                               "false_share_empty", "mean_reference_z_shift"])]
+        lines += ["", "## The report's rule and the description's effect (LUMINA, evaluation half)", "",
+                  "The attribution report abstains when a channel's `reference_z` (its top cosine against the "
+                  "control tracks' top cosines) is below `method.abstain_z` (docs/abstention.md#the-report-rule). "
+                  "That threshold, fitted here on the calibration half with each query's own description "
+                  "(`report_threshold`), is then applied on the evaluation half to the signature extracted with "
+                  "the query's own description and again with the empty one (a user who does not know the "
+                  "prompt):", "",
+                  markdown_table(description, ["setting", "report_threshold", "recall_own", "recall_empty",
+                                               "false_share_own", "false_share_empty", "mean_reference_z_shift",
+                                               "n_evaluation"])]
     if refused:
         lines += ["", "Runs not read: " + "; ".join(refused)]
     return "\n".join(lines) + "\n"

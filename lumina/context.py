@@ -125,7 +125,7 @@ def model_loader(model: Mapping[str, Any], manifest: Manifest, cache: Path, *, p
     trained and loaded on `placement` (the `device` and `dtype` settings)."""
     kind = model.get("kind")
     if kind == "musictransformer":
-        return _MusicTransformerLoader(dict(model), manifest, Path(cache), progress)
+        return _MusicTransformerLoader(dict(model), manifest, Path(cache), progress, placement)
     if kind not in ("embedded", "pretrained", "architecture"):
         raise ParameterError(f"model.kind must be 'embedded', 'pretrained', 'architecture' or 'musictransformer', "
                              f"got {kind!r}")
@@ -173,6 +173,7 @@ class _MusicTransformerLoader:
     manifest: Manifest
     cache: Path
     progress: bool
+    placement: Placement = REFERENCE
 
     def __call__(self, train_ids: Sequence[str] | None = None) -> Generator:
         from lumina.symbolic.model import MusicTransformerConfig, MusicTransformerGenerator
@@ -180,11 +181,12 @@ class _MusicTransformerLoader:
 
         if not self.model.get("path"):
             return train_symbolic(self.manifest, MusicTransformerConfig.from_dict(self.model), self.cache,
-                                  train_ids=train_ids, name=str(self.model["name"]), progress=self.progress)
+                                  train_ids=train_ids, name=str(self.model["name"]), progress=self.progress,
+                                  placement=self.placement)
         if train_ids is not None:
             raise ParameterError(f"{self.model['path']}: a loaded checkpoint cannot be retrained on a subset; "
                                  "retraining experiments need the recipe (model.path=null)")
-        return MusicTransformerGenerator.load(self.model["path"])
+        return MusicTransformerGenerator.load(self.model["path"], self.placement)
 
     def prepare(self) -> None:
         from lumina.symbolic.events import EventTokenizer

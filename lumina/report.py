@@ -12,9 +12,11 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from scipy.linalg import cho_solve
 
 from lumina.abstention import reference_z
 from lumina.audio import file_sha256, load_audio
@@ -23,9 +25,10 @@ from lumina.device import REFERENCE, Placement
 from lumina.errors import CheckpointError, LuminaError, ParameterError
 from lumina.generator.musicgen import MusicgenGenerator
 from lumina.generator.protocol import Generator
-from lumina.signature_scoring import ScoringConfig, cosine_scores, kernel_factor, kernel_scores, unit_rows
+from lumina.signature_scoring import ScoringConfig, cosine_scores, kernel_factor, unit_rows
 from lumina.signatures import CHANNELS, SignatureConfig, Skipped, signature
 from lumina.stats import (
+    TIER_NAMES,
     calibration,
     confidence,
     lip_percent,
@@ -51,9 +54,11 @@ REFERENCE_TEXTURES = ("white_noise", "pink_noise", "sine_tones", "rain", "wind",
 
 @dataclass
 class Reference:
-    """A database prepared for attribution: unit-norm training signatures (N, D) per channel, their kernel
-    factors, each channel's noise floor (mu_0, sigma_0) and the top cosines of reference queries without a
-    source in training (the abstention's null, (R,) per channel; `reference_kind` says where they came from)."""
+    """A database prepared for attribution: unit-norm training signatures (N, D) per channel, stored float32
+    (the similarity step reads them once per query and is bound by memory bandwidth; cosines agree with float64 to
+    about 1e-7), the kernel factors of the float64 signatures, each channel's noise floor (mu_0, sigma_0) and the
+    top cosines of reference queries without a source in training (the abstention's null, (R,) per channel;
+    `reference_kind` says where they came from)."""
 
     track_ids: list[str]
     train: dict[str, np.ndarray]
@@ -90,7 +95,8 @@ def prepare(db: SignatureDatabase, config: ScoringConfig, references: dict[str, 
                 else np.zeros((1, 0))).max(axis=0, initial=-np.inf) for c in CHANNELS}
     factors = {c: kernel_factor(train[c], config.kernel_lambda) for c in CHANNELS}
     kind = "control tracks" if use_controls else "synthetic references" if references is not None else "none"
-    return Reference(track_ids, train, factors, noise, config, tops, kind)
+    return Reference(track_ids, {c: m.astype(np.float32) for c, m in train.items()}, factors, noise, config, tops,
+                     kind)
 
 
 def synthetic_references(generator: Generator, config: SignatureConfig, cache: Path, *, seconds: float = 10.0
@@ -121,17 +127,17 @@ def synthetic_references(generator: Generator, config: SignatureConfig, cache: P
 
 @dataclass
 class ChannelScores:
-    """One channel's scores and statistics for one query, arrays (N,) over the training songs."""
+    """One channel's scores and statistics for one query, arrays (N,) over the training songs.
+
+    The per-song statistics that no share, gate or tier needs beyond the candidates (`score_channel`) — STS,
+    z_noise, confidence, LIP % — are computed for every song when first read."""
 
     cosine: np.ndarray
     kernel: np.ndarray
-    sts: np.ndarray
-    z_noise: np.ndarray
-    confidence: np.ndarray
-    lip_percent: np.ndarray
     qualified: np.ndarray
     share: np.ndarray
     tier: np.ndarray
+    """(N,) int8 tier codes; `TIER_NAMES[code]` is the name."""
     mu: float
     sigma: float
     mu0: float
@@ -139,6 +145,32 @@ class ChannelScores:
     attributable: bool = True
     reference_z: float = float("nan")
     abstain_reason: str = ""
+    confidence_kind: str = "two_sided"
+    lip_k: float = 0.5
+
+    @cached_property
+    def sts(self) -> np.ndarray:
+        """(N,) STS of each song: its cosine's z against the query's own scores (mu, sigma)."""
+        return sts(self.cosine, self.mu, self.sigma)
+
+    @cached_property
+    def z_noise(self) -> np.ndarray:
+        """(N,) z of each song's cosine against the noise floor (mu0, sigma0)."""
+        return sts(self.cosine, self.mu0, self.sigma0)
+
+    @cached_property
+    def confidence(self) -> np.ndarray:
+        """(N,) confidence of each song's z_noise (`lumina.stats.confidence`)."""
+        return confidence(self.z_noise, self.confidence_kind)
+
+    @cached_property
+    def lip_percent(self) -> np.ndarray:
+        """(N,) LIP % of each song's STS (`lumina.stats.lip_percent`)."""
+        return lip_percent(self.sts, self.lip_k)
+
+
+CANDIDATE_MARGIN = 1e-9
+"""Relative slack below the candidates' cut-off (`score_channel`), far above the rounding of one z-score."""
 
 
 def verdict(cosines: np.ndarray, reference_tops: np.ndarray, config: ScoringConfig) -> tuple[bool, float, str]:
@@ -160,32 +192,37 @@ def verdict(cosines: np.ndarray, reference_tops: np.ndarray, config: ScoringConf
 
 def score_channel(cosines: np.ndarray, kernel: np.ndarray, noise: tuple[float, float], config: ScoringConfig,
                   reference_tops: np.ndarray | None = None) -> ChannelScores:
-    """STS, z_noise, confidence, LIP %, qualification, share and tier of every song (cosines, kernel: (N,)).
+    """Qualification, share and tier of every song (cosines, kernel: (N,)), and the query's verdict.
 
-    Positive-only: a song whose cosine is not positive never qualifies and is in the `noise` tier. With
-    `reference_tops` and `config.abstain`, a query that is not attributable (`verdict`) qualifies no song: no
-    shares, every tier `noise`.
+    Every gate and every tier above `noise` needs STS > 1, z_noise >= 1 or a score above tau = mu_0 + sigma_0,
+    so only songs whose cosine reaches the lower of mu + sigma and tau (less CANDIDATE_MARGIN) can have any:
+    the statistics are evaluated on those candidates and every other song is unqualified, without share, in
+    the `noise` tier (the same values as evaluating every song; shares may differ in the last bit, as their
+    sum is taken over fewer terms). Positive-only: a song whose cosine is not positive never qualifies and is
+    in the `noise` tier. With `reference_tops` and `config.abstain`, a query that is not attributable
+    (`verdict`) qualifies no song: no shares, every tier `noise`.
     """
     cosines = np.asarray(cosines, dtype=np.float64)
     mu, sigma = population(cosines)
     mu0, sigma0 = noise
     tau = mu0 + sigma0
-    sts_values = sts(cosines, mu, sigma)
-    z_noise = sts(cosines, mu0, sigma0)
-    qualified = qualify(config.gate, scores=cosines, sts_values=sts_values, z_noise=z_noise, tau=tau,
-                        sided=config.confidence, positive_only=config.positive_only)
-    weights = weigh(config.weight, scores=cosines, sts_values=sts_values, tau=tau, k=config.lip_k)
-    tier = tiers(z_noise)
+    cutoff = min(mu + sigma if sigma > 0 else np.inf, tau)
+    candidates = np.flatnonzero(cosines >= cutoff - CANDIDATE_MARGIN * max(1.0, abs(cutoff)))
+    scores = cosines[candidates]
+    sts_values, z_noise = sts(scores, mu, sigma), sts(scores, mu0, sigma0)
+    passed = qualify(config.gate, scores=scores, sts_values=sts_values, z_noise=z_noise, tau=tau,
+                     sided=config.confidence, positive_only=config.positive_only)
+    weights = weigh(config.weight, scores=scores, sts_values=sts_values, tau=tau, k=config.lip_k)
+    tier_codes = tiers(z_noise)
     if config.positive_only:
-        tier = np.where(cosines > 0, tier, "noise")
+        tier_codes[scores <= 0] = 0
     attributable, z_ref, reason = (True, float("nan"), "") if reference_tops is None else verdict(
         cosines, reference_tops, config)
-    if not attributable:
-        qualified = np.zeros_like(qualified)
-        tier = np.full(tier.shape, "noise", dtype=tier.dtype)
-    return ChannelScores(cosines, np.asarray(kernel, dtype=np.float64), sts_values, z_noise,
-                         confidence(z_noise, config.confidence), lip_percent(sts_values, config.lip_k), qualified,
-                         shares(weights, qualified), tier, mu, sigma, mu0, sigma0, attributable, z_ref, reason)
+    qualified, share, tier = np.zeros(cosines.shape, bool), np.zeros(cosines.shape), np.zeros(cosines.shape, np.int8)
+    if attributable:
+        qualified[candidates], share[candidates], tier[candidates] = passed, shares(weights, passed), tier_codes
+    return ChannelScores(cosines, np.asarray(kernel, dtype=np.float64), qualified, share, tier, mu, sigma, mu0,
+                         sigma0, attributable, z_ref, reason, config.confidence, config.lip_k)
 
 
 def track_name(description: str, path: str | Path) -> str:
@@ -204,7 +241,7 @@ def summary(scores: ChannelScores, track_ids: list[str], names: Mapping[str, str
             "cosine": float(scores.cosine[i]),
             "kernel": float(scores.kernel[i]), "sts": float(scores.sts[i]), "z_noise": float(scores.z_noise[i]),
             "confidence": float(scores.confidence[i]), "lip_percent": float(scores.lip_percent[i]),
-            "qualified": bool(scores.qualified[i]), "share": float(scores.share[i]), "tier": str(scores.tier[i]),
+            "qualified": bool(scores.qualified[i]), "share": float(scores.share[i]), "tier": TIER_NAMES[scores.tier[i]],
         })
     return {"attributable": scores.attributable, "reference_z": scores.reference_z,
             "abstain_reason": scores.abstain_reason, "mu": scores.mu, "sigma": scores.sigma, "mu0": scores.mu0,
@@ -216,10 +253,11 @@ def attribute(query: dict[str, np.ndarray], reference: Reference) -> dict[str, C
     """The similarity-and-shares step: both channels' scores for one query's signatures {"P": (d_P,), "M": (d_M,)}."""
     out = {}
     for c in CHANNELS:
-        g = unit_rows(np.asarray(query[c])[None])
-        cos = reference.train[c] @ g[0]
-        kr = kernel_scores(reference.train[c], g, reference.config.kernel_lambda, reference.factors[c])[:, 0]
-        out[c] = score_channel(cos, kr, reference.noise[c], reference.config, reference.reference_tops[c])
+        g = unit_rows(np.asarray(query[c])[None])[0]
+        # cosine K g and kernel K (KᵀK + λI)⁻¹ g (signature_scoring.kernel_scores) in one pass over K: (N, 2)
+        both = reference.train[c] @ np.stack([g, cho_solve(reference.factors[c], g)], axis=1).astype(np.float32)
+        cosine, kernel = np.ascontiguousarray(both.T, dtype=np.float64)
+        out[c] = score_channel(cosine, kernel, reference.noise[c], reference.config, reference.reference_tops[c])
     return out
 
 

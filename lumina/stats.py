@@ -18,8 +18,10 @@ CONFIDENCE_KINDS = ("two_sided", "one_sided")
 CALIBRATIONS = ("empirical", "theoretical")
 GATES = ("sts1", "conf95", "calibrated")
 WEIGHTS = ("gated_sq", "lip", "excess")
-TIERS = ((3.0, "definitive"), (2.0, "high confidence"), (1.0, "qualified"))
-"""Threshold tiers on z_noise (docs/sources.md#lumina-due-diligence), highest first; below 1 is `noise`."""
+TIER_NAMES = ("noise", "qualified", "high confidence", "definitive")
+TIER_FLOORS = (1.0, 2.0, 3.0)
+"""Threshold tiers on z_noise (docs/sources.md#lumina-due-diligence): tier code c (an index of TIER_NAMES) is the
+number of floors a z_noise reaches, so below 1 is `noise` (0) and 3 or more `definitive` (3)."""
 
 
 def _check(value: str, allowed: tuple[str, ...], name: str) -> None:
@@ -88,11 +90,13 @@ def gated_shares(sts: np.ndarray) -> np.ndarray:
 
 
 def tiers(z_noise: np.ndarray) -> np.ndarray:
-    """docs/sources.md#lumina-due-diligence's tier of each z_noise, as strings of the same shape: noise (< 1),
-    qualified (>= 1),
-    high confidence (>= 2), definitive (>= 3)."""
+    """docs/sources.md#lumina-due-diligence's tier of each z_noise as a code (int8, same shape; TIER_NAMES[code] is
+    its name): noise (< 1), qualified (>= 1), high confidence (>= 2), definitive (>= 3)."""
     z = np.asarray(z_noise, dtype=np.float64)
-    return np.select([z >= floor for floor, _ in TIERS], [name for _, name in TIERS], "noise")
+    code = np.zeros(z.shape, dtype=np.int8)
+    for floor in TIER_FLOORS:  # NaN reaches no floor: noise
+        code += z >= floor
+    return code
 
 
 def calibration(

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # One seed's whole study, resumable per stage (docs/replication.md):
-#   scripts/study.sh SEED            # every method setting, abstention, leaderboard, 32 subset models, ground truth
+#   scripts/study.sh SEED            # 32 subset models, every method setting, abstention, leaderboard, ground truth
 # Tables go to results/seed<SEED>/; expensive stages leave a stamp (with their wall seconds) in
 # outputs/study/seed<SEED>/ and are skipped when rerun; the cheap stages that read them always rerun.
+# The subset models' loss records (one JSON a model) are kept in results/seed<SEED>/subset_models/ and committed:
+# the ground truth is recomputed from them without retraining, and a study moved to another machine resumes.
 set -uo pipefail
 SEED=${1:?usage: scripts/study.sh SEED}
 PY=${PY:-.venv/bin/python}
 OUT=results/seed$SEED
+SUBSETS="ground_truth.dir=$OUT/subset_models"
 STAMPS=outputs/study/seed$SEED
 mkdir -p "$STAMPS" "$OUT"
 failed=0
@@ -21,6 +24,8 @@ stage() {  # stage NAME stamp|always COMMAND...: run a stage, record its wall se
     echo "!! $name failed (exit $?); the other stages go on" >&2; failed=1
   fi
 }
+# The subset models first: the longest stage, and the one whose records are kept (see above).
+stage subsets stamp "$PY" -m experiments.subsets seed="$SEED" "$SUBSETS" progress=false
 for m in lumina trak gradcos graddot tracin logra factgrass unlearning embedding clap mert; do
   stage "run-$m" stamp "$PY" -m experiments.run +method=$m seed="$SEED" progress=false
 done
@@ -29,7 +34,6 @@ for e in madmom-chordfeat madmom-notes; do
 done
 stage abstention always "$PY" -m experiments.abstention seed="$SEED" abstention.results="$OUT"
 stage leaderboard always "$PY" -m experiments.leaderboard seed="$SEED" leaderboard.results="$OUT"
-stage subsets stamp "$PY" -m experiments.subsets seed="$SEED" progress=false
-stage ground_truth always "$PY" -m experiments.ground_truth seed="$SEED" ground_truth.results="$OUT" \
+stage ground_truth always "$PY" -m experiments.ground_truth seed="$SEED" "$SUBSETS" ground_truth.results="$OUT" \
   ground_truth.leaderboard="$OUT/leaderboard.csv"
 exit $failed

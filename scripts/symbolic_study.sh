@@ -4,6 +4,7 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 D="data=chorales model=musictransformer"
 G="data.generated_dir=results/symbolic/generated"
+S="ground_truth.dir=results/symbolic/subset_models"  # loss records of the subset models, committed
 $PY -m experiments.train $D                                   # the full model (held-out loss in its record)
 [ -d results/symbolic/generated ] || $PY -m experiments.sample $D sample.out=results/symbolic/generated
 for m in trak tracin gradcos graddot logra lumina symbolic; do $PY -m experiments.run +method=$m $D $G; done
@@ -14,5 +15,5 @@ $PY -m experiments.run +method=tracin $D $G method.parameters=all
 $PY -m experiments.run +method=gradcos $D $G method.parameters=[-1]
 $PY -m experiments.run +method=graddot $D $G method.parameters=[-1]
 $PY -m experiments.leaderboard $D $G aria.channels=symbolic leaderboard.results=results/symbolic
-$PY -m experiments.subsets $D $G                              # 32 half-subset models (long; resumable)
-$PY -m experiments.symbolic_truth $D $G                       # LDS (last token, whole window), Table 1
+$PY -m experiments.subsets $D $G $S                            # 32 half-subset models (long; resumable)
+$PY -m experiments.symbolic_truth $D $G $S                     # LDS (last token, whole window), Table 1

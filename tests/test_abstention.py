@@ -184,6 +184,27 @@ def test_the_old_rule_stays_available_and_the_markdown_says_none(tiny_attributio
     assert "no training song stands out" in text.lower() and "Verdict" in text
 
 
+def test_description_effect_fits_the_report_rule_on_one_half_and_judges_both_descriptions() -> None:
+    """Hand-computed: calibration negatives' reference_z 1.0, 0.5, 0.0 and positives' 3.0, 2.0 put the zero-false
+    threshold halfway between 1.0 and 2.0; the evaluation half is judged with both descriptions."""
+    from groundtruth.abstention import description_effect
+
+    flags = pd.DataFrame({
+        "query_id": [f"q{i}" for i in range(9)],
+        "kind": ["near_copy", "near_copy", "held_out", "held_out", "out_of_domain",
+                 "near_copy", "near_copy", "held_out", "out_of_domain"],
+        "half": ["calibration"] * 5 + ["evaluation"] * 4,
+        "reference_z": [3.0, 2.0, 1.0, 0.5, 0.0, 2.5, 0.8, 1.6, -1.0]})
+    empty = pd.DataFrame({"query_id": ["q5", "q6", "q7", "q8"], "setting": "lumina-P",
+                          "reference_z": [1.0, 2.0, 0.0, -0.5]})
+    effect = description_effect(flags, empty, max_false_rate=0.0)
+    assert effect["report_threshold"] == pytest.approx(1.5)
+    assert (effect["recall_own"], effect["false_share_own"]) == (0.5, 0.5)  # q5 in, q6 out; q7 in, q8 out
+    assert (effect["recall_empty"], effect["false_share_empty"]) == (0.5, 0.0)  # q6 in, q5 out; no negative
+    assert effect["mean_reference_z_shift"] == pytest.approx((-1.5 + 1.2 - 1.6 + 0.5) / 4)
+    assert effect["n_evaluation"] == 4
+
+
 def test_the_study_pipeline_on_lumina_signatures(tiny_attribution, tmp_path) -> None:
     """What `python -m experiments.abstention` does for a LUMINA setting, on the tiny database: reference tops
     from the controls, signals of a cosine matrix, a rule fitted on one half, gates before and after, the
@@ -224,9 +245,10 @@ def test_the_study_pipeline_on_lumina_signatures(tiny_attribution, tmp_path) -> 
     assert set(shares["gate"]) == {"sts1", "calibrated"} and len(shares) == 2 * 2 * len(PIPELINE_QUERIES)
     empty = lumina_empty_description_z(db, generator, manifest, queries.iloc[:2], tops)
     assert len(empty) == 4
-    if row["signal"] == "reference_z":
-        assert set(description_effect(flags, empty[empty["setting"] == "lumina-P"])) >= {"recall_own",
-                                                                                          "recall_empty"}
+    effect = description_effect(flags, empty[empty["setting"] == "lumina-P"], max_false_rate=0.0)
+    labelled = flags[flags["kind"].isin(["near_copy", "held_out", "out_of_domain"])]
+    evaluated = set(labelled.query("half == 'evaluation'")["query_id"])
+    assert effect["n_evaluation"] == len(set(empty["query_id"]) & evaluated)
     gates = pd.DataFrame([{"gate": "sts1", "channel": "P", **gate_rates(shares[shares["gate"] == "sts1"]
                                                                          .query("channel == 'P'"),
                                                                          flags.set_index("query_id")[

@@ -180,3 +180,28 @@ def test_cuda_trains_and_runs_a_method_end_to_end(corpus, tmp_path):
     for name, scores in cpu.items():
         assert np.isfinite(gpu[name]).all()
         assert np.corrcoef(scores.ravel(), gpu[name].ravel())[0, 1] > 0.9, name
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_gpu)])
+def test_the_symbolic_generator_follows_the_placement(device, tmp_path):
+    """The MusicTransformer loads onto a placement: its losses and sampled tokens equal the reference's bit for
+    bit on CPU float32, and bfloat16 tracks them."""
+    from lumina.symbolic.model import ArchConfig, MusicTransformerGenerator, build_model, sample
+    from tests.test_symbolic import TINY_ARCH
+
+    saved = MusicTransformerGenerator(build_model(ArchConfig(**TINY_ARCH), 0)).save(tmp_path / "musictransformer")
+    reference = MusicTransformerGenerator.load(saved)
+    rng = np.random.default_rng(0)
+    items = [Item(rng.integers(0, 388, n)[None], "") for n in (12, 7)]
+    expected = to_numpy(reference.loss_module()(**reference.collate(items))).astype(np.float64)
+    expected_tokens = sample(reference, items[0].tokens[0, :4], 10, seed=3)
+    for dtype in ("float32", "bfloat16"):
+        generator = MusicTransformerGenerator.load(saved, Placement(device, dtype))
+        assert generator.device.type == device and generator.dtype == Placement(device, dtype).torch_dtype
+        got = to_numpy(generator.loss_module()(**generator.collate(items))).astype(np.float64)
+        tokens = sample(generator, items[0].tokens[0, :4], 10, seed=3)
+        assert tokens.shape == (10,) and (tokens[:4] == items[0].tokens[0, :4]).all()
+        if device == "cpu" and dtype == "float32":
+            assert got.tobytes() == expected.tobytes() and (tokens == expected_tokens).all()
+        else:
+            np.testing.assert_allclose(got, expected, rtol=0.02 if dtype == "bfloat16" else 1e-4)

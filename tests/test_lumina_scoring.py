@@ -68,3 +68,28 @@ def test_channel_report_by_hand():
     got = {r["track_id"]: r["share"] for r in calibrated["rows"]}
     positive = {t: c + 0.1 for t, c in zip(ids, cos, strict=True) if c > 0}
     assert got == pytest.approx({t: positive.get(t, 0.0) / sum(positive.values()) for t in ids})
+
+
+@pytest.mark.parametrize("gate", ["sts1", "conf95", "calibrated"])
+@pytest.mark.parametrize("weight", ["gated_sq", "lip", "excess"])
+@pytest.mark.parametrize("sided", ["two_sided", "one_sided"])
+def test_scoring_only_the_candidates_equals_scoring_every_song(gate, weight, sided):
+    """`score_channel` evaluates gates, weights and tiers on the songs that can pass; every song's values are
+    those of the plain formulas over all songs (shares to rounding), whatever the gate, weight and floor."""
+    from lumina.stats import confidence, qualify, shares, sts, tiers, weigh
+
+    rng = np.random.default_rng(7)
+    for noise, positive_only in (((0.05, 0.1), True), ((-0.2, 0.05), False), ((0.0, 0.0), True)):
+        cos = np.clip(rng.normal(0.1, 0.2, 500), -1, 1)
+        config = ScoringConfig(gate=gate, weight=weight, confidence=sided, positive_only=positive_only)
+        got = score_channel(cos, np.zeros(500), noise, config)
+        mu, sigma, tau = cos.mean(), cos.std(), noise[0] + noise[1]
+        s, z = sts(cos, mu, sigma), sts(cos, *noise)
+        qualified = qualify(gate, scores=cos, sts_values=s, z_noise=z, tau=tau, sided=sided,
+                            positive_only=positive_only)
+        tier = np.where(cos > 0, tiers(z), 0) if positive_only else tiers(z)
+        assert qualified.any() or gate == "conf95"
+        assert (got.qualified == qualified).all() and (got.tier == tier).all()
+        np.testing.assert_allclose(got.share, shares(weigh(weight, scores=cos, sts_values=s, tau=tau), qualified),
+                                   rtol=1e-12, atol=1e-15)
+        assert (got.sts == s).all() and (got.z_noise == z).all() and (got.confidence == confidence(z, sided)).all()

@@ -9,6 +9,7 @@ import pytest
 
 from lumina.errors import ParameterError
 from lumina.stats import (
+    TIER_NAMES,
     calibration,
     confidence,
     gated_shares,
@@ -66,8 +67,9 @@ def test_gated_shares_all_zero_when_nobody_qualifies():
 
 def test_tiers_on_z_noise():
     z = [-1.0, 0.99, 1.0, 1.99, 2.0, 2.99, 3.0, 7.0]
-    assert tiers(z).tolist() == ["noise", "noise", "qualified", "qualified", "high confidence", "high confidence",
-                        "definitive", "definitive"]
+    assert tiers(z).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert [TIER_NAMES[c] for c in tiers(z)] == ["noise", "noise", "qualified", "qualified", "high confidence",
+                                                 "high confidence", "definitive", "definitive"]
 
 
 def test_calibration_theoretical_and_empirical():

@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -206,3 +207,17 @@ def record_fields(folder: Path) -> list[dict]:
         record = json.loads(path.read_text())
         out.append({k: v for k, v in record.items() if k not in ("wall_seconds", "train_seconds", "model_path")})
     return out
+
+
+def test_ray_runs_each_seeds_study_as_a_task_and_a_failed_seed_does_not_stop_the_others(ray_cluster, tmp_path):
+    """`experiments.seeds`' task on Ray: a stand-in study script that records its seed and fails for seed 1."""
+    from experiments.seeds import run_study
+
+    study = tmp_path / "study.sh"
+    study.write_text('#!/usr/bin/env bash\necho "study of seed $1"\n[ "$1" != 1 ]\n')
+    study.chmod(0o755)
+    results = list(parallel_map(partial(run_study, logs=str(tmp_path / "logs"), study=str(study)), [0, 1, 2],
+                                cpus=1))
+    assert [(r["seed"], r["returncode"]) for r in results] == [(0, 0), (1, 1), (2, 0)]
+    for seed in (0, 1, 2):
+        assert (tmp_path / "logs" / f"seed{seed}.log").read_text() == f"study of seed {seed}\n"

@@ -23,6 +23,7 @@ from lumina.database import read_database
 from lumina.errors import ParameterError
 from lumina.report import attribute, prepare
 from lumina.signature_scoring import ScoringConfig
+from lumina.stats import TIER_NAMES
 
 
 @dataclass
@@ -88,7 +89,7 @@ def lumina_evidence(matrix: ScoreArtefact) -> dict[str, dict[str, list[tuple[str
         row = db.row_of(query)
         scored = attribute({c: db.signatures[c][row] for c in db.signatures}, reference)
         out[query] = {
-            track: [(c, str(scored[c].tier[i]), float(scored[c].confidence[i]), float(scored[c].share[i]))
+            track: [(c, TIER_NAMES[scored[c].tier[i]], float(scored[c].confidence[i]), float(scored[c].share[i]))
                     for c in channels]
             for i, track in enumerate(reference.track_ids)
         }

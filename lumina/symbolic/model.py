@@ -23,7 +23,7 @@ from dattri.benchmark.models.MusicTransformer.music_transformer import MusicTran
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lumina.device import REFERENCE
+from lumina.device import REFERENCE, Placement
 from lumina.errors import CheckpointError, ParameterError
 from lumina.generator.protocol import (
     Batch,
@@ -74,9 +74,10 @@ def build_model(arch: ArchConfig, seed: int) -> MusicTransformer:
     return model.eval()
 
 
-def causal_mask(steps: int) -> torch.Tensor:
-    """Additive causal mask (S, S): 0 on and below the diagonal, -inf above."""
-    return torch.triu(torch.full((steps, steps), float("-inf")), diagonal=1)
+def causal_mask(steps: int, like: torch.Tensor) -> torch.Tensor:
+    """Additive causal mask (S, S) on the device and in the dtype of `like`: 0 on and below the diagonal, -inf
+    above."""
+    return torch.triu(torch.full((steps, steps), float("-inf"), dtype=like.dtype, device=like.device), diagonal=1)
 
 
 def layer_forward(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -108,14 +109,14 @@ class TeacherForcing(nn.Module):
     def hidden(self, inputs: torch.Tensor, stop: int | None = None) -> torch.Tensor:
         """Input of layer `stop` (B, S, D) (the output of the last layer when None, before the final norm)."""
         x = self.positional_encoding(self.embedding(inputs).permute(1, 0, 2)).permute(1, 0, 2)
-        mask = causal_mask(inputs.shape[1])
+        mask = causal_mask(inputs.shape[1], x)
         for layer in self.transformer.encoder.layers[:stop]:
             x = layer_forward(layer, x, mask)
         return x
 
     def head(self, hidden: torch.Tensor, start: int, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Loss from the input `hidden` (B, S, D) of layer `start` upward."""
-        mask = causal_mask(hidden.shape[1])
+        mask = causal_mask(hidden.shape[1], hidden)
         for layer in self.transformer.encoder.layers[start:]:
             hidden = layer_forward(layer, hidden, mask)
         logits = self.Wout(self.transformer.encoder.norm(hidden))
@@ -190,6 +191,13 @@ class MusicTransformerGenerator:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
+    def place(self, placement: Placement) -> MusicTransformerGenerator:
+        """Move the model to the placement's device and dtype, in place (dattri's `device` attribute too).
+        Returns self."""
+        self.model.to(device=placement.torch_device, dtype=placement.torch_dtype)
+        self.model.device = placement.torch_device
+        return self
+
     def arch(self) -> ArchConfig:
         return ArchConfig(n_layers=self.num_layers, num_heads=self.model.nhead, d_model=self.model.d_model,
                           dim_feedforward=self.model.d_ff, max_sequence=self.model.max_seq, rpr=self.model.rpr)
@@ -222,7 +230,8 @@ class MusicTransformerGenerator:
     def collate(self, items: Sequence[Item]) -> Batch:
         steps = max(item.frames for item in items)
         tokens, lengths = pad_clips([item.tokens for item in items], [0] * len(items), steps)
-        return teacher_forcing_batch(tokens, lengths, [item.keep for item in items])
+        batch = teacher_forcing_batch(tokens, lengths, [item.keep for item in items])
+        return {name: t.to(self.device) for name, t in batch.items()}
 
     def loss_module(self, *, mean: bool = False, codebook_weights: Sequence[float] | None = None,
                     by_stream: bool = False) -> TeacherForcing:
@@ -231,8 +240,9 @@ class MusicTransformerGenerator:
     def clip_losses(self, tokens: torch.Tensor, texts: Sequence[str], *, lengths: torch.Tensor | None = None,
                     codebook_weights: Sequence[float] | None = None, by_stream: bool = False) -> torch.Tensor:
         """Loss of each window (B,) of `tokens` (B, 1, T); `texts` are ignored (no text condition)."""
+        batch = teacher_forcing_batch(tokens.cpu(), None if lengths is None else lengths.cpu())
         return self.loss_module(codebook_weights=codebook_weights, by_stream=by_stream)(
-            **teacher_forcing_batch(tokens, lengths))
+            **{name: t.to(self.device) for name, t in batch.items()})
 
     def layer_split(self, layer: int) -> LayerSplit:
         if not 0 <= layer <= self.num_layers:
@@ -252,9 +262,9 @@ class MusicTransformerGenerator:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> MusicTransformerGenerator:
+    def load(cls, path: str | Path, placement: Placement = REFERENCE) -> MusicTransformerGenerator:
         """A directory saved by `save`, or dattri's benchmark layout (a folder holding `model_weights_0.pt`, or
-        that file): weights load with safetensors or `torch.load(weights_only=True)`."""
+        that file), onto `placement`: weights load with safetensors or `torch.load(weights_only=True)`."""
         path = Path(path).expanduser()
         if (path / CONFIG_FILE).exists() and (path / WEIGHTS_FILE).exists():
             config = json.loads((path / CONFIG_FILE).read_text())
@@ -276,7 +286,7 @@ class MusicTransformerGenerator:
             model.load_state_dict(state)
         except RuntimeError as err:
             raise CheckpointError(f"{path}: the weights do not fit a MusicTransformer ({err})") from None
-        return cls(model, record, source=str(path.resolve()))
+        return cls(model, record, source=str(path.resolve())).place(placement)
 
 
 def dattri_arch(state: Mapping[str, torch.Tensor], where: Path) -> ArchConfig:
@@ -317,10 +327,10 @@ def sample(generator: MusicTransformerGenerator, primer: np.ndarray, length: int
     from a generator seeded with `seed`."""
     rng = torch.Generator().manual_seed(seed)
     module = generator.loss_module()
-    tokens = torch.as_tensor(np.asarray(primer, dtype=np.int64))[None]
+    tokens = torch.as_tensor(np.asarray(primer, dtype=np.int64))[None].to(generator.device)
     while tokens.shape[1] < length:
         hidden = module.transformer.encoder.norm(module.hidden(tokens))
-        logits = module.Wout(hidden[0, -1])[:END] / temperature
+        logits = module.Wout(hidden[0, -1])[:END].float().cpu() / temperature  # drawn on the CPU: same bits
         token = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=rng)
-        tokens = torch.cat([tokens, token[None]], dim=1)
-    return tokens[0].numpy()
+        tokens = torch.cat([tokens, token[None].to(tokens.device)], dim=1)
+    return tokens[0].cpu().numpy()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lumina.device import REFERENCE, Placement
 from lumina.generator.codes import encode_tracks
 from lumina.generator.embedded import loss_by_group
 from lumina.generator.training import TrainConfig, evaluate_losses, train_lm
@@ -34,18 +35,22 @@ def train_config(config: MusicTransformerConfig) -> TrainConfig:
     return TrainConfig(**{"crop_frames": config.arch.max_sequence, **config.train})
 
 
-def model_key(codes: dict[str, np.ndarray], train_ids: Sequence[str], config: MusicTransformerConfig) -> str:
-    """Hash of the recipe and the training windows' tokens, in order."""
-    digest = hashlib.sha256(json.dumps([asdict(config), asdict(train_config(config))], sort_keys=True).encode())
+def model_key(codes: dict[str, np.ndarray], train_ids: Sequence[str], config: MusicTransformerConfig,
+              placement: Placement = REFERENCE) -> str:
+    """Hash of the recipe, the training windows' tokens, in order, and a placement other than CPU float32 (the
+    reference keeps its keys)."""
+    recipe = [asdict(config), asdict(train_config(config))] + ([] if placement.is_reference else [placement.record()])
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode())
     for t in train_ids:
         digest.update(t.encode() + np.ascontiguousarray(codes[t], dtype=np.int64).tobytes())
     return digest.hexdigest()[:12]
 
 
 def train_symbolic(manifest: Manifest, config: MusicTransformerConfig, cache_root: str | Path, *,
-                   train_ids: Sequence[str] | None = None, name: str = "musictransformer", progress: bool = True
-                   ) -> MusicTransformerGenerator:
-    """The recipe trained on `train_ids` (default: every training window), from the cache or trained now.
+                   train_ids: Sequence[str] | None = None, name: str = "musictransformer", progress: bool = True,
+                   placement: Placement = REFERENCE) -> MusicTransformerGenerator:
+    """The recipe trained on `train_ids` (default: every training window), from the cache or trained now, on
+    `placement` (a placement other than CPU float32 trains a model of its own, keyed by the placement too).
 
     The record holds the training record of `train_lm`, the loss of every window and the mean loss per group
     (the subset, the training windows left out, each query kind).
@@ -53,12 +58,13 @@ def train_symbolic(manifest: Manifest, config: MusicTransformerConfig, cache_roo
     cache_root = Path(cache_root)
     train_ids = list(manifest.train_ids if train_ids is None else train_ids)
     ids = manifest.table["track_id"].tolist()
-    generator = MusicTransformerGenerator(build_model(config.arch, config.seed))
+    generator = MusicTransformerGenerator(build_model(config.arch, config.seed)).place(placement)
     codes = encode_tracks(generator.codec, manifest, ids, cache_root, progress=progress)
-    path = cache_root / "models" / f"{name}-{model_key(codes, train_ids, config)}"
+    key = model_key(codes, train_ids, config, placement)
+    path = cache_root / "models" / f"{name}-{key}"
     with cache_lock(path):
         if (path / RECORD_FILE).exists() and (path / WEIGHTS_FILE).exists():
-            return MusicTransformerGenerator.load(path)
+            return MusicTransformerGenerator.load(path, placement)
         partial = path.with_name(path.name + ".partial")
         descriptions = dict.fromkeys(ids, "")
         torch.manual_seed(config.seed)
@@ -71,7 +77,7 @@ def train_symbolic(manifest: Manifest, config: MusicTransformerConfig, cache_roo
         generator.save(partial)
         shutil.rmtree(path, ignore_errors=True)
         partial.replace(path)
-        return MusicTransformerGenerator.load(path)
+        return MusicTransformerGenerator.load(path, placement)
 
 
 def write_generated(generator: MusicTransformerGenerator, manifest: Manifest, out_dir: str | Path, *, count: int,
