@@ -86,6 +86,14 @@ REFERENCE = Placement()
 """CPU, float32: the default placement."""
 
 
+def placement_of(device: torch.device, dtype: torch.dtype) -> Placement:
+    """The placement a model is on (its parameters' device and floating type)."""
+    names = {v: k for k, v in DTYPES.items()}
+    if dtype not in names:
+        raise ParameterError(f"a model in {dtype} has no dtype setting; use one of {', '.join(DTYPES)}")
+    return Placement(str(device), names[dtype])
+
+
 def placement_from(cfg: Mapping[str, Any]) -> Placement:
     """The placement of a run's configuration (top-level `device` and `dtype`; the defaults when absent)."""
     return Placement(str(cfg.get("device", REFERENCE.device)), str(cfg.get("dtype", REFERENCE.dtype)))

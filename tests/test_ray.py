@@ -221,3 +221,36 @@ def test_ray_runs_each_seeds_study_as_a_task_and_a_failed_seed_does_not_stop_the
     assert [(r["seed"], r["returncode"]) for r in results] == [(0, 0), (1, 1), (2, 0)]
     for seed in (0, 1, 2):
         assert (tmp_path / "logs" / f"seed{seed}.log").read_text() == f"study of seed {seed}\n"
+
+
+@pytest.mark.parametrize("method", ["logra", "factgrass"])
+def test_ray_sharded_compressed_gradients_give_the_local_scores(ray_cluster, tmp_path, generator, method):
+    """LoGra and FactGraSS on Ray: each shard's worker rebuilds the compressors from the same settings, so the
+    cached compressed gradients and the scores equal the local backend's bit for bit."""
+    from lumina.baselines.block_projected import block_projected
+
+    items = items_of(generator)
+    options = {"proj_dim": 4, "blowup": 4, "batch_size": 2, "progress": False}
+    configure(ParallelOptions())
+    try:
+        local, _ = block_projected(generator, method, items[:6], items[6:], tmp_path / "local", **options)
+    finally:
+        configure(ParallelOptions(backend="ray", cpus=2, shard_size=SHARD))
+    distributed, info = block_projected(generator, method, items[:6], items[6:], tmp_path / "ray", **options)
+    assert distributed.tobytes() == local.tobytes() and info["layers"] > 1
+    assert len(list((tmp_path / "ray").rglob("batch2-*.npy"))) == len(batches(items[:6], 2)) + len(
+        batches(items[6:], 2))
+
+
+def test_a_worker_rebuilds_the_generator_on_its_placement(generator):
+    """A handle carries the device and dtype: a bfloat16 generator is rebuilt in bfloat16 in the worker."""
+    from lumina.device import Placement
+    from lumina.generator.remote import generator_handle, rebuild
+
+    low = MusicgenGenerator.load(generator.source, Placement("cpu", "bfloat16"))
+    handle = generator_handle(low)
+    assert handle.placement == Placement("cpu", "bfloat16")
+    rebuilt = rebuild(handle)
+    assert rebuilt.dtype == torch.bfloat16
+    for name, param in rebuilt.trainable_parameters().items():
+        assert torch.equal(param, low.trainable_parameters()[name]), name

@@ -15,9 +15,11 @@ repeat dattri's `BlockProjectedIFAttributor` arithmetic.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +31,15 @@ from dattri.func.projection import BasicProjector, ProjectionType
 from torch import nn
 from tqdm.auto import tqdm
 
-from lumina.baselines.gradients import cached, item_key
+from execution import distributed, parallel_map
+from execution import options as parallel_options
+from lumina.baselines.gradients import batch_file, cached, item_key
 from lumina.baselines.items import batches
 from lumina.device import to_numpy
 from lumina.errors import ParameterError
 from lumina.generator.capture import only_requiring_grad
 from lumina.generator.protocol import Generator, Item
+from lumina.generator.remote import generator_handle, use, worker_generator
 
 METHODS = ("logra", "factgrass")
 
@@ -123,19 +128,42 @@ def called_linears(module: nn.Module, names: Sequence[str], batch: dict) -> list
     return [n for n in names if n in called]
 
 
-def compressed_gradients(
-    generator: Generator,
-    module: nn.Module,
-    layer_names: Sequence[str],
-    compressors: list,
-    items: Sequence[Item],
-    folder: Path,
-    *,
-    batch_size: int = 8,
-    desc: str = "compressed gradients",
-    progress: bool = True,
-) -> np.ndarray:
-    """Per-example compressed gradients (n, Σ_l dim_l), layers in `layer_names` order; cached per batch."""
+@dataclass(frozen=True)
+class Compression:
+    """Everything that fixes LoGra's or FactGraSS's compressors, so that a worker process rebuilds the same ones:
+    the method, the layers, k per layer, FactGraSS's blowup, the projection seed and the item the compressors
+    are set up on (dattri's setup runs it forward once)."""
+
+    method: str
+    layers: str | tuple[int, ...]
+    proj_dim: int
+    blowup: int
+    proj_seed: int
+    sample: Item
+
+
+def set_up_compressors(generator: Generator, compression: Compression) -> tuple[nn.Module, list[str], list]:
+    """The mean-loss module, the names of the linear modules it compresses (those the forward calls) and dattri's
+    compressors for them, on the generator's device (multi-block Gaussian projections drawn once)."""
+    module = generator.loss_module(mean=True)
+    sample = generator.collate([compression.sample])
+    layer_names = called_linears(module, linear_layers(module, compression.layers, generator.num_layers), sample)
+    device = str(generator.device)
+    sparsifier, projector = compression_kwargs(compression.method, compression.proj_dim, compression.blowup, device)
+    compressors = setup_model_compressors(
+        module, layer_names, sparsifier_kwargs={**sparsifier, "proj_seed": compression.proj_seed},
+        projector_kwargs={**projector, "proj_seed": compression.proj_seed}, sample_inputs=sample, device=device,
+    )
+    for compressor in compressors:
+        if compressor.projector is not None and compressor.projector.projector is not None:
+            compressor.projector.projector = drawn_once(compressor.projector.projector)
+    return module, layer_names, compressors
+
+
+def compress_batches(generator: Generator, setup: tuple[nn.Module, list[str], list], items: Sequence[Item],
+                     todo: Sequence[tuple[int, np.ndarray]], folder: Path, batch_size: int) -> None:
+    """Compute and cache the compressed per-example gradients of the batches `todo` (index b, item indices)."""
+    module, layer_names, compressors = setup
     weights = [f"{n}.weight" for n in layer_names]
     hooks = HookManager(module, list(layer_names))
     hooks.set_compressors(compressors)
@@ -145,16 +173,60 @@ def compressed_gradients(
             module(**generator.collate([items[i] for i in index])).loss.backward()
         return to_numpy(torch.cat([g.detach() for g in hooks.get_compressed_grads()], dim=1))
 
-    out: np.ndarray | None = None
     try:
-        for b, index in enumerate(tqdm(batches(items, batch_size), desc=desc, disable=not progress, unit="batch")):
-            rows = cached(folder / f"batch{batch_size}-{b:05d}.npy", lambda index=index: compute(index))
-            if out is None:
-                out = np.empty((len(items), rows.shape[1]), dtype=rows.dtype)
-            out[index] = rows
+        for b, index in todo:
+            cached(batch_file(folder, batch_size, b), lambda index=index: compute(index))
     finally:
         hooks.remove_hooks()
-    assert out is not None
+
+
+def compressed_shard(shard: Sequence[tuple[int, np.ndarray]], *, compression: Compression, items: Sequence[Item],
+                     folder: Path, batch_size: int, threads: int) -> int:
+    """A task of `compressed_gradients` on the `ray` backend (the worker's generator rebuilt by
+    `lumina.generator.remote.use`): the compressors rebuilt from `compression`, the shard's batches not yet
+    cached computed; returns how many it computed."""
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    generator = worker_generator()
+    todo = [(b, index) for b, index in shard if not batch_file(folder, batch_size, b).exists()]
+    if todo:
+        with torch.compiler.set_stance("force_eager"):
+            compress_batches(generator, set_up_compressors(generator, compression), items, todo, folder, batch_size)
+    return len(todo)
+
+
+def compressed_gradients(
+    generator: Generator,
+    compression: Compression,
+    setup: tuple[nn.Module, list[str], list],
+    items: Sequence[Item],
+    folder: Path,
+    *,
+    batch_size: int = 8,
+    desc: str = "compressed gradients",
+    progress: bool = True,
+) -> np.ndarray:
+    """Per-example compressed gradients (n, Σ_l dim_l), layers in the setup's order; cached per batch. On the
+    `ray` backend the missing batches are computed first as shards (`compressed_shard`), a task each."""
+    order = batches(items, batch_size)
+    missing = [(b, index) for b, index in enumerate(order) if not batch_file(folder, batch_size, b).exists()]
+    if missing and distributed():
+        per_task = max(1, parallel_options().shard_size // batch_size)
+        threads = torch.get_num_threads()  # per task, as here: gradients depend on the thread count
+        task = functools.partial(compressed_shard, compression=compression, items=items, folder=folder,
+                                 batch_size=batch_size, threads=threads)
+        shards = [missing[i : i + per_task] for i in range(0, len(missing), per_task)]
+        for _ in tqdm(parallel_map(task, shards, initializer=use, initargs=(generator_handle(generator),),
+                                   cpus=threads, gpus=parallel_options().gpus_per_task),
+                      total=len(shards), desc=f"{desc} (shards)", disable=not progress, unit="shard"):
+            pass
+    else:
+        compress_batches(generator, setup, items, tqdm(missing, desc=desc, disable=not progress, unit="batch"),
+                         folder, batch_size)
+    rows = [np.load(batch_file(folder, batch_size, b)) for b in range(len(order))]
+    out = np.empty((len(items), rows[0].shape[1]), dtype=rows[0].dtype)
+    for index, batch_rows in zip(order, rows, strict=True):
+        out[index] = batch_rows
     return out
 
 
@@ -201,26 +273,18 @@ def block_projected(
 
     `cache` must key the generator and the method's settings; below it, results are keyed by the items.
     """
-    module = generator.loss_module(mean=True)
-    sample = generator.collate(list(train[:1]))
-    layer_names = called_linears(module, linear_layers(module, layers, generator.num_layers), sample)
-    device = str(generator.device)
-    sparsifier, projector = compression_kwargs(method, proj_dim, blowup, device)
-    compressors = setup_model_compressors(
-        module, layer_names, sparsifier_kwargs={**sparsifier, "proj_seed": proj_seed},
-        projector_kwargs={**projector, "proj_seed": proj_seed}, sample_inputs=sample, device=device,
-    )
-    for compressor in compressors:
-        if compressor.projector is not None and compressor.projector.projector is not None:
-            compressor.projector.projector = drawn_once(compressor.projector.projector)
+    compression = Compression(method, layers if isinstance(layers, str) else tuple(layers), proj_dim, blowup,
+                              proj_seed, train[0])
     with torch.compiler.set_stance("force_eager"):  # dattri compiles its compressor; on CPU that costs minutes
+        setup = set_up_compressors(generator, compression)
         feats = [
             torch.from_numpy(compressed_gradients(
-                generator, module, layer_names, compressors, items, cache / f"{what}-{item_key(items)}",
+                generator, compression, setup, items, cache / f"{what}-{item_key(items)}",
                 batch_size=batch_size, desc=f"{method}: {what} gradients", progress=progress,
             ))
             for what, items in (("train", train), ("queries", queries))
         ]
+    layer_names = setup[1]
     dims = [proj_dim] * len(layer_names)  # LoGra: √k × √k per layer; FactGraSS: projected to k per layer
     if sum(dims) != feats[0].shape[1]:
         raise ParameterError(f"compressed width {feats[0].shape[1]} does not match the layer dimensions {sum(dims)}")

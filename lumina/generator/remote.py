@@ -12,18 +12,21 @@ from dataclasses import dataclass
 
 import torch
 
+from lumina.device import REFERENCE, Placement, placement_of
 from lumina.errors import ParameterError
 from lumina.generator.protocol import Generator
 
 
 @dataclass(frozen=True)
 class GeneratorHandle:
-    """kind: the generator's class (with a `load(folder)` class method); source: its saved folder; weights:
-    its trainable weights by name at the time the handle was made."""
+    """kind: the generator's class (with a `load(folder, placement)` class method); source: its saved folder;
+    weights: its trainable weights by name at the time the handle was made (on the CPU); placement: the device
+    and dtype it ran on, where the worker rebuilds it."""
 
     kind: type
     source: str
     weights: dict[str, torch.Tensor]
+    placement: Placement = REFERENCE
 
 
 def generator_handle(generator: Generator) -> GeneratorHandle:
@@ -31,13 +34,14 @@ def generator_handle(generator: Generator) -> GeneratorHandle:
     if not generator.source:
         raise ParameterError("a generator held only in memory cannot run in worker processes: save it first "
                              "(generator.save(folder)) or use the local backend (parallel=local)")
-    weights = {n: p.detach().clone() for n, p in generator.trainable_parameters().items()}
-    return GeneratorHandle(type(generator), str(generator.source), weights)
+    weights = {n: p.detach().to(REFERENCE.torch_device).clone() for n, p in generator.trainable_parameters().items()}
+    return GeneratorHandle(type(generator), str(generator.source), weights,
+                           placement_of(generator.device, generator.dtype))
 
 
 def rebuild(handle: GeneratorHandle) -> Generator:
-    """The generator of a handle: its folder loaded, its weights copied in."""
-    generator = handle.kind.load(handle.source)
+    """The generator of a handle: its folder loaded onto the handle's placement, its weights copied in."""
+    generator = handle.kind.load(handle.source, handle.placement)
     with torch.no_grad():
         for name, param in generator.trainable_parameters().items():
             param.copy_(handle.weights[name])
