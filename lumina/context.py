@@ -230,7 +230,7 @@ def method_context(manifest: Manifest, options: MethodOptions | Mapping[str, Any
         threads=threads,
         progress=progress,
         provenance=provenance(
-            manifest=str((manifest.root / "manifest.csv").resolve()),
+            manifest=str(manifest.path.resolve()),
             manifest_sha256=manifest.sha256(),
             catalogue_key=manifest.catalogue_key,
             seed=seed,

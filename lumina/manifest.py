@@ -41,10 +41,12 @@ QUERY_KINDS = ("near_copy", "composition", "production", "sample", "held_out", "
 
 @dataclass
 class Manifest:
-    """A validated manifest table and the folder its relative paths start from."""
+    """A validated manifest table, the folder its relative paths start from and the name of its file there
+    (what run provenance names)."""
 
     table: pd.DataFrame
     root: Path
+    file: str = "manifest.csv"
     _catalogue_memo: tuple[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -56,11 +58,16 @@ class Manifest:
         if not path.exists():
             raise CorpusError(f"{path}: manifest not found (build the corpus first, or check the path)")
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        return cls(table, path.parent)
+        return cls(table, path.parent, path.name)
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.table.to_csv(path, index=False)
+
+    @property
+    def path(self) -> Path:
+        """The manifest's file: `root / file`."""
+        return self.root / self.file
 
     def ids(self, split: str) -> list[str]:
         """Track ids of one split, in manifest order."""

@@ -31,7 +31,7 @@ class ScoringConfig:
     weight: str = "gated_sq"
     positive_only: bool = True
     abstain: bool = True
-    abstain_z: float = 1.34
+    abstain_z: float = 2.02
 
     def __post_init__(self) -> None:
         for value, allowed, name in ((self.calibration, CALIBRATIONS, "calibration"),

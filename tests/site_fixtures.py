@@ -136,11 +136,16 @@ def write_study(root: Path) -> dict:
                      "z_noise": 3.0 - r, "confidence": 0.99, "lip_percent": 80.0, "qualified": r == 0,
                      "share": 1.0 if r == 0 else 0.0, "tier": "strong" if r == 0 else "noise"}
                     for r, t in enumerate(TRAIN)]
-    channel = {"mu": 0.5, "sigma": 0.2, "mu0": 0.4, "sigma0": 0.1, "tau": 0.5, "n_qualified": 1, "rows": channel_rows}
+    channel = {"attributable": True, "reference_z": 2.5, "abstain_reason": "", "mu": 0.5, "sigma": 0.2, "mu0": 0.4,
+               "sigma0": 0.1, "tau": 0.5, "n_qualified": 1, "rows": channel_rows}
+    refused = {**channel, "attributable": False, "reference_z": 0.4, "n_qualified": 0,
+               "abstain_reason": "no training song stands out: the top cosine is 0.40 reference sd above",
+               "rows": [{**r, "qualified": False, "share": 0.0, "tier": "noise"} for r in channel_rows]}
     (reports / "report.json").write_text(json.dumps({
-        "audio": str(root / "corpus" / "audio" / "q_near_copy_00.wav"), "database": "/db/signatures.h5",
-        "description": "", "model_id": "/models/tiny", "model_hash": "hash0", "n_train": 6,
-        "timing": {"extraction_s": 0.5, "similarity_ms": 0.2}, "scoring": {"gate": "sts1"},
-        "channels": {"P": channel, "M": channel}, "skipped": []}))
+        "schema_version": 2, "audio": str(root / "corpus" / "audio" / "q_near_copy_00.wav"),
+        "database": "/db/signatures.h5", "description": "", "model_id": "/models/tiny", "model_hash": "hash0",
+        "n_train": 6, "timing": {"extraction_s": 0.5, "similarity_ms": 0.2}, "scoring": {"gate": "sts1"},
+        "abstention": {"rule": "reference_z", "threshold": 2.02, "references": "control tracks", "n_references": 10},
+        "channels": {"P": channel, "M": refused}, "skipped": []}))
     return {"runs": runs, "manifest": manifest, "outputs": root / "outputs", "truths": truths,
             "reports": root / "outputs" / "reports"}

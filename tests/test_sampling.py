@@ -70,6 +70,9 @@ def test_generated_queries_are_added_once_and_reused(tmp_path) -> None:
     again = add_generated_queries(manifest, generator, count=3, seconds=0.5, seed=0, progress=False)
     assert again.sha256() == extended.sha256() and extended.path_of("q_generated_01").stat().st_mtime_ns == stamp
     assert manifest.content_key(manifest.train_ids) == extended.content_key(extended.train_ids)
+    # the extended manifest has a file of its own beside the corpus's (what run provenance names)
+    assert extended.path.parent == tmp_path and extended.path.name != "manifest.csv"
+    assert Manifest.load(extended.path).sha256() == extended.sha256()
 
 
 def test_adding_queries_retrains_nothing(tiny_corpus, tmp_path, monkeypatch) -> None:

@@ -95,6 +95,14 @@ def test_every_page_kind_is_written_with_alt_text_and_header_cells(site: Path) -
         assert "Made by <code>python -m experiments.report (test)</code>" in html
 
 
+def test_attribution_page_gives_each_channels_verdict_and_why(site: Path) -> None:
+    """The report's per-channel abstention: P attributable, M not, with the report's reason and its rule."""
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (site / "attribution" / "q_near_copy_00.html").read_text()))
+    assert "Verdict: attributable (Channel P attributable; Channel M not attributable; rule reference_z ≥ 2.02" in text
+    assert "Not attributable: no training song stands out: the top cosine is 0.40 reference sd above" in text
+    assert "Attributable (reference z 2.50)" in text and "not assessed" not in text
+
+
 def test_audio_is_transcoded_to_ogg_vorbis_of_the_same_length(study: dict, tmp_path: Path) -> None:
     source = study["manifest"].parent / "audio" / "t0000.wav"
     out = transcode(source, tmp_path, 22050, 0.6)

@@ -70,4 +70,9 @@ def add_generated_queries(manifest: Manifest, generator: Generator, *, count: in
     rows = pd.DataFrame(json.loads(rows_file.read_text())["rows"])
     if AUDIO_SHA256 in manifest.table:  # a catalogue that records its files' hashes records these too
         rows[AUDIO_SHA256] = [file_sha256(manifest.root / p) for p in rows["path"]]
-    return Manifest(pd.concat([manifest.table, rows.astype(str)], ignore_index=True), manifest.root)
+    combined = Manifest(pd.concat([manifest.table, rows.astype(str)], ignore_index=True), manifest.root,
+                        f"manifest-{folder.name}.csv")
+    tmp = combined.path.with_name(f"{combined.file}.{os.getpid()}.tmp")  # the file run provenance names
+    combined.save(tmp)
+    tmp.replace(combined.path)
+    return combined

@@ -151,7 +151,7 @@ class LuminaOptions(MethodOptions):
     positive_only: bool = option(True, "reports and shares: a song with cosine <= 0 never qualifies")
     abstain: bool = option(True, "reports: shares only for an attributable query (docs/abstention.md); "
                                  "false: the sources' rule, shares whatever the query")
-    abstain_z: float = option(1.34, "attributable when the top cosine's z against the reference queries' top "
+    abstain_z: float = option(2.02, "attributable when the top cosine's z against the reference queries' top "
                                    "cosines reaches this (docs/abstention.md#the-report-rule)")
     database: str | None = option(None, "signature database (HDF5); null: the model's signature store")
     batch_size: int = option(8, "tracks committed to the database at a time")

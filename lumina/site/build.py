@@ -388,8 +388,9 @@ def attribution_page(site: Site, path: Path, report: dict, tracks: dict[str, str
     sources = [{"model": f"hash {report.get('model_hash', '?')} ({report.get('model_id', '?')})",
                 "corpus": f"signature database {report.get('database', '?')}",
                 "command": "python -m experiments.attribute " + str(report["audio"])}]
+    verdicts = [{"name": c["name"], "attributable": bool(c["attributable"])} for c in channels if "attributable" in c]
     site.write(page, "attribution.html", sources, title=f"LUMINA attribution of {audio.name}", report=report,
-               source=str(path), query_media=player, channels=channels)
+               source=str(path), query_media=player, channels=channels, verdicts=verdicts)
     return page
 
 
