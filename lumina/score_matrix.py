@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import h5py
@@ -108,13 +111,33 @@ def command_line() -> str:
     return " ".join(sys.argv)
 
 
+def machine() -> dict:
+    """What the bits of a CPU result depend on beyond the code and the seeds: the CPU model, its widest vector
+    extension (the kernels BLAS and torch pick) and the numeric libraries' versions."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                cpu = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    vector = next((f for f in ("avx512f", "avx2", "avx", "sse4_2", "asimd") if f in flags), "")
+    versions = {name: metadata.version(name) for name in ("numpy", "scipy", "torch")}
+    return {"cpu": cpu, "vector": vector, "cores": os.cpu_count(), **versions}
+
+
 def provenance(**extra: object) -> dict:
-    """Package version, command line and UTC time, plus whatever the caller adds (model hash, seeds, …)."""
+    """Package version, command line, UTC time and the machine (`machine`), plus whatever the caller adds (model
+    hash, seeds, …)."""
     return {
         "package": "lumina-aria",
         "version": __version__,
         "command": command_line(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
         **extra,
     }
 
