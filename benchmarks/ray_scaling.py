@@ -2,7 +2,7 @@
 
     python -m benchmarks.ray_scaling                       # 4 subset models, 24 tracks signed in shards of 2
     python -m benchmarks.ray_scaling --models 2 --tracks 8
-    python -m benchmarks.ray_scaling --epochs 48 --tracks 64       # more work per task
+    python -m benchmarks.ray_scaling --epochs 36 --tracks 96 --shard-size 8   # more work per task
 
 On a synthetic folder catalogue of tones (written under outputs/benchmarks/ray_scaling/), with a small recipe of
 the embedded generator, prints the wall time of (a) training 4 subset models and measuring every track's loss
@@ -72,12 +72,12 @@ def warm_worker(seconds: float) -> int:
     return os.getpid()
 
 
-def timed_on_ray(cpus: int, work) -> float:
+def timed_on_ray(cpus: int, work, shard_size: int) -> float:
     """Seconds `work()` takes on a fresh local Ray cluster of `cpus` CPUs, its `cpus` worker processes started
     and warm (the cluster's and the workers' start are not counted: on a cluster they are paid once)."""
     import ray
 
-    configure(ParallelOptions(backend="ray", cpus=cpus, shard_size=2))
+    configure(ParallelOptions(backend="ray", cpus=cpus, shard_size=shard_size))
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
     try:
@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=4, help="subset models per run")
     parser.add_argument("--tracks", type=int, default=24, help="training tracks (all signed in the extraction)")
     parser.add_argument("--epochs", type=int, default=12, help="training epochs of each subset model")
+    parser.add_argument("--shard-size", type=int, default=2, help="tracks per task of the sharded extraction")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -112,7 +113,7 @@ def main() -> None:
     tracks = manifest_tracks(manifest)
     keep, saved = OUT / "cache/models", OUT / "full-model"
     shutil.copytree(keep, saved)
-    figures: dict = {"models": args.models, "tracks": len(tracks), "epochs": args.epochs, "shard_size": 2,
+    figures: dict = {"models": args.models, "tracks": len(tracks), "epochs": args.epochs, "shard_size": args.shard_size,
                      "runs": {}}
     for cpus in (1, 2):
         load = os.getloadavg()[0]
@@ -125,10 +126,10 @@ def main() -> None:
         def extraction(cpus=cpus) -> None:
             build_database(OUT / f"signatures-{cpus}.h5", generator, tracks, SignatureConfig(), progress=False)
 
-        seconds = {"subset_models": timed_on_ray(cpus, subsets)}
+        seconds = {"subset_models": timed_on_ray(cpus, subsets, args.shard_size)}
         shutil.rmtree(keep, ignore_errors=True)
         shutil.copytree(saved, keep)  # the full model, which the extraction's workers load
-        seconds["sharded_extraction"] = timed_on_ray(cpus, extraction)
+        seconds["sharded_extraction"] = timed_on_ray(cpus, extraction, args.shard_size)
         figures["runs"][cpus] = {"load_average_before": round(load, 2), **{k: round(v, 2) for k, v in seconds.items()}}
         print(f"{cpus} Ray worker(s) (load average {load:.2f} before): {args.models} subset models "
               f"{seconds['subset_models']:.1f} s, sharded extraction of {len(tracks)} tracks "
