@@ -126,7 +126,7 @@ def machine() -> dict:
                 break
     vector = next((f for f in ("avx512f", "avx2", "avx", "sse4_2", "asimd") if f in flags), "")
     versions = {name: metadata.version(name) for name in ("numpy", "scipy", "torch")}
-    return {"cpu": cpu, "vector": vector, "cores": os.cpu_count(), **versions}
+    return {"processor": cpu, "vector": vector, "cores": os.cpu_count(), **versions}
 
 
 def provenance(**extra: object) -> dict:
