@@ -21,7 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from aria.channels import SYMBOLIC
-from groundtruth.agreement import ARIA_BETTER_HIGH, RELIABILITY, attach_aria, rank_agreement
+from groundtruth.agreement import RELIABILITY, attach_aria, diagnostics_against_truth
 from groundtruth.judge import judge_runs
 from groundtruth.planted import planted_effects
 from groundtruth.study import load_study, study_folder
@@ -58,32 +58,12 @@ def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, effects
 
 
-def table1(table: pd.DataFrame) -> pd.DataFrame:
-    """Each diagnostic against LDS: over the four methods (does it order them as LDS does?) and over every
-    non-collapsed setting (Kendall τ); channel z̄ without the circular retrieval baseline."""
-    ranked = table[~table["collapsed"]]
-    four = table[[FOUR.get(m) == s for m, s in zip(table["method"], table["setting"], strict=True)]]
-    rows = []
-    for target in ("lds", "lds_window"):
-        for name in RELIABILITY:
-            sign = 1.0 if ARIA_BETTER_HIGH[name] else -1.0
-            rows.append({"diagnostic": name, "truth": target, "over": "four methods",
-                         **rank_agreement(sign * four[name], four[target])})
-            rows.append({"diagnostic": name, "truth": target, "over": "all settings",
-                         **rank_agreement(sign * ranked[name], ranked[target])})
-        honest = ranked[ranked["method"] != "symbolic"]
-        for channel in SYMBOLIC.names:
-            rows.append({"diagnostic": f"{channel}_z", "truth": target, "over": "all settings but symbolic",
-                         **rank_agreement(honest[f"aria_{channel}_z"], honest[target])})
-    return pd.DataFrame(rows)
-
-
 @hydra.main(config_path="../conf", config_name="symbolic_truth", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
     command = " ".join(["python -m experiments.symbolic_truth", *sys.argv[1:]])
     table, effects = judged(cfg)
-    agreement = table1(table)
+    agreement = diagnostics_against_truth(table, FOUR, SYMBOLIC.names)
     out = Path(cfg.symbolic.results)
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in (("ground_truth", table), ("planted_influence", effects), ("table1", agreement)):

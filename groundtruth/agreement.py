@@ -100,3 +100,33 @@ def aria_vs_truth(table: pd.DataFrame, per_query: pd.DataFrame, k: int, channel_
     out = pd.DataFrame(rows)
     out["spearman_p_holm"] = holm(out["spearman_p"])
     return out
+
+
+def diagnostics_against_truth(table: pd.DataFrame, four: dict[str, str], channel_names: Sequence[str],
+                              circular: str = "symbolic") -> pd.DataFrame:
+    """Each reliability diagnostic (oriented as Aria reads it) against LDS, the test of the Aria paper's Table 1.
+
+    table: one row per setting with `method`, `setting`, `collapsed`, the RELIABILITY columns, `lds`,
+    `lds_window` and `aria_<channel>_z`; four: method → its default setting (the paper's four methods). Rows:
+    each diagnostic over the four methods (does it order them as LDS does?) and over every non-collapsed setting,
+    and each channel's z̄ over the non-collapsed settings without the `circular` method (whose homogeneity is its
+    own score). Kendall τ with its exact or asymptotic p (scipy's `kendalltau`, two-sided) and Spearman beside
+    it; `kendall_p_holm` is Holm's adjustment within each family (same truth and same set of settings).
+    """
+    ranked = table[~table["collapsed"].astype(bool)]
+    chosen = table[[four.get(m) == s for m, s in zip(table["method"], table["setting"], strict=True)]]
+    rows = []
+    for target in ("lds", "lds_window"):
+        for name in RELIABILITY:
+            sign = 1.0 if ARIA_BETTER_HIGH[name] else -1.0
+            rows.append({"diagnostic": name, "truth": target, "over": "four methods",
+                         **rank_agreement(sign * chosen[name], chosen[target])})
+            rows.append({"diagnostic": name, "truth": target, "over": "all settings",
+                         **rank_agreement(sign * ranked[name], ranked[target])})
+        honest = ranked[ranked["method"] != circular]
+        for channel in channel_names:
+            rows.append({"diagnostic": f"{channel}_z", "truth": target, "over": f"all settings but {circular}",
+                         **rank_agreement(honest[f"aria_{channel}_z"], honest[target])})
+    out = pd.DataFrame(rows)
+    out["kendall_p_holm"] = out.groupby(["truth", "over"])["kendall_p"].transform(lambda p: holm(p.to_numpy()))
+    return out

@@ -32,6 +32,7 @@ from lumina.generator.codes import encode_tracks
 from lumina.generator.protocol import Generator, Item
 from lumina.generator.teacher_forcing import pad_clips
 from lumina.manifest import Manifest
+from lumina.score_matrix import machine
 
 PLAN_FILE = "plan.json"
 MODELS_DIR = "models"
@@ -164,6 +165,7 @@ def train_subset_model(job: dict) -> dict:
         "train_seconds": generator.record.get("train_seconds"),
         "wall_seconds": round(time.perf_counter() - started, 2),
         "threads": torch.get_num_threads(),
+        "machine": machine(),
         "track_ids": ids,
         "losses": total.tolist(),
         "codebook_losses": per_codebook.tolist(),

@@ -133,14 +133,19 @@ def model_loader(model: Mapping[str, Any], manifest: Manifest, cache: Path, *, p
 
 
 @dataclass
-class _MusicgenLoader:
-    """The `GeneratorLoader` of the audio generators: the embedded recipe (retrainable) or a checkpoint folder."""
+class _Loader:
+    """What every `GeneratorLoader` holds: the plain `model` config, the corpus, the cache root, whether to show
+    progress, and where the generator is trained and loaded."""
 
     model: dict[str, Any]
     manifest: Manifest
     cache: Path
     progress: bool
     placement: Placement = REFERENCE
+
+
+class _MusicgenLoader(_Loader):
+    """The `GeneratorLoader` of the audio generators: the embedded recipe (retrainable) or a checkpoint folder."""
 
     def __call__(self, train_ids: Sequence[str] | None = None) -> Generator:
         if self.model["kind"] == "embedded":
@@ -164,16 +169,9 @@ class _MusicgenLoader:
                           progress=self.progress)
 
 
-@dataclass
-class _MusicTransformerLoader:
+class _MusicTransformerLoader(_Loader):
     """The `GeneratorLoader` of the symbolic generator (docs/symbolic.md#the-generator): its recipe (retrainable)
     when `path` is null, else a checkpoint directory (this harness's layout or dattri's benchmark layout)."""
-
-    model: dict[str, Any]
-    manifest: Manifest
-    cache: Path
-    progress: bool
-    placement: Placement = REFERENCE
 
     def __call__(self, train_ids: Sequence[str] | None = None) -> Generator:
         from lumina.symbolic.model import MusicTransformerConfig, MusicTransformerGenerator

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from groundtruth.agreement import aria_vs_truth, attach_aria, query_homogeneity
+from groundtruth.agreement import aria_vs_truth, attach_aria, diagnostics_against_truth, query_homogeneity
 from groundtruth.judge import find_matrices
 from groundtruth.lds import bootstrap_ci, lds_per_query, track_matrix
 from groundtruth.planted import (
@@ -163,6 +163,30 @@ def test_diagnostics_are_read_as_the_paper_reads_them():
     for name in ("rho1", "rho2_5", "concentration", "inter_query_corr"):
         assert agreement.loc[name, "spearman"] == pytest.approx(1.0), name
     assert "spearman_p_holm" in agreement.columns
+
+
+
+def test_table1_orders_four_methods_drops_collapsed_and_circular_settings_and_adjusts_within_families():
+    """Six settings: the paper's four methods (lowest rho1 = best LDS), a collapsed one and the retrieval baseline.
+    Every diagnostic orders the four exactly as LDS (tau 1, exact p 1/12 two-sided); the collapsed setting never
+    counts; the baseline counts for the diagnostics but not for channel z (circular)."""
+    lds = np.array([0.4, 0.3, 0.2, 0.1, 0.9, 0.0])
+    table = pd.DataFrame({"method": ["trak", "tracin", "gradcos", "graddot", "lumina", "symbolic"],
+                          "setting": ["d", "d", "d", "d", "M", "all"], "lds": lds, "lds_window": lds,
+                          "collapsed": [False, False, False, False, True, False],
+                          "rho1": 1 - lds, "rho2_5": 1 - lds, "concentration": 1 - lds, "inter_query_corr": 1 - lds,
+                          "aria_melody_z": [0.4, 0.3, 0.2, 0.1, 0.0, 9.0]})
+    four = {"trak": "d", "tracin": "d", "gradcos": "d", "graddot": "d"}
+    rows = diagnostics_against_truth(table, four, ("melody",)).set_index(["diagnostic", "truth", "over"])
+    on_four = rows.loc[("rho1", "lds", "four methods")]
+    assert on_four["n"] == 4 and on_four["kendall"] == pytest.approx(1.0)
+    assert on_four["kendall_p"] == pytest.approx(2 / 24)  # exact: 1 of 24 orders, two-sided
+    assert rows.loc[("rho1", "lds", "all settings"), "n"] == 5  # the collapsed setting left out
+    melody = rows.loc[("melody_z", "lds", "all settings but symbolic")]
+    assert melody["n"] == 4 and melody["kendall"] == pytest.approx(1.0)  # the baseline's z of 9 left out
+    family = rows.xs(("lds", "all settings"), level=("truth", "over"))
+    np.testing.assert_allclose(family["kendall_p_holm"], holm(family["kendall_p"]))
+    assert (family["kendall_p_holm"] >= family["kendall_p"]).all()
 
 
 # -- finding and reading runs -----------------------------------------------------------------------------------
