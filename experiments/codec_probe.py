@@ -17,7 +17,7 @@ from lumina.codecs.probe import probe
 from lumina.context import configure_runtime, load_corpus
 from lumina.generator.codes import encode_tracks
 from lumina.generator.embedded import EmbeddedModelConfig, fit_codec
-from lumina.score_matrix import command_line
+from lumina.provenance import command_line
 
 
 def codec_probe(cfg: DictConfig) -> list[dict]:

@@ -32,7 +32,7 @@ from lumina.generator.codes import encode_tracks
 from lumina.generator.protocol import Generator, Item
 from lumina.generator.teacher_forcing import pad_clips
 from lumina.manifest import Manifest
-from lumina.score_matrix import machine
+from lumina.provenance import machine
 
 PLAN_FILE = "plan.json"
 MODELS_DIR = "models"

@@ -35,7 +35,7 @@ from lumina.generator.protocol import Generator, GeneratorLoader
 from lumina.manifest import Manifest
 from lumina.methods.base import RunContext
 from lumina.methods.options import MethodOptions, options_for
-from lumina.score_matrix import provenance
+from lumina.provenance import provenance
 
 
 def configure_runtime(cfg: DictConfig) -> None:

@@ -22,7 +22,8 @@ from groundtruth.study import PLAN_FILE, Study, draw_subset, open_study
 from lumina.context import layout, load_corpus
 from lumina.generator import training
 from lumina.manifest import Manifest
-from lumina.score_matrix import ScoreMatrix, machine, write_run
+from lumina.provenance import machine
+from lumina.score_matrix import ScoreMatrix, write_run
 from tests.generator_fixtures import tone
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")

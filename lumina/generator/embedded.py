@@ -23,7 +23,7 @@ from lumina.generator.text import WordTokenizer
 from lumina.generator.training import TrainConfig, evaluate_losses, train_lm
 from lumina.locking import cache_lock
 from lumina.manifest import Manifest
-from lumina.score_matrix import machine
+from lumina.provenance import machine
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def _train_and_save(
     generator.record = {
         **record,
         "seed": config.seed,
-        "machine": machine(),  # what the weights' bits depend on besides the recipe (lumina.score_matrix.machine)
+        "machine": machine(),  # what the weights' bits depend on besides the recipe (lumina.provenance.machine)
         **({} if placement.is_reference else {"placement": placement.record()}),
         "model_config": asdict(config),
         "manifest_sha256": manifest.sha256(),
