@@ -4,6 +4,8 @@ the LDS sign from real subset retraining, and loading a MIDI folder and a dattri
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pretty_midi
 import pytest
@@ -15,10 +17,11 @@ from groundtruth.lds import lds_per_query
 from groundtruth.study import last_step_losses
 from lumina.context import model_loader
 from lumina.corpus import build_corpus
-from lumina.errors import CheckpointError
+from lumina.errors import CheckpointError, CorpusError
 from lumina.generator.protocol import Item
 from lumina.symbolic.events import EventTokenizer, decode_events, encode_notes, quantise, read_midi
 from lumina.symbolic.model import ArchConfig, MusicTransformerGenerator, build_model
+from lumina.symbolic.recipe import write_generated
 
 TINY_ARCH = {"n_layers": 1, "num_heads": 2, "d_model": 16, "dim_feedforward": 32, "max_sequence": 64, "rpr": True}
 
@@ -148,6 +151,27 @@ def test_midi_folder_corpus(tmp_path):
             copy = read_midi(manifest.path_of(q))
             assert sorted(copy[:, 2].tolist()) == sorted(source[: len(copy), 2].tolist())
 
+
+def test_generated_windows_are_reproducible_recorded_and_join_the_corpus_as_queries(tmp_path):
+    folder = midi_folder(tmp_path / "midi")
+    manifest = build_corpus(symbolic_config(folder), tmp_path / "cache", threads=1, progress=False)
+    generator = tiny_generator()
+    options = {"count": 2, "primer": 16, "length": 32, "seed": 3}  # the primer carries notes; the tiny model may not
+    first = write_generated(generator, manifest, tmp_path / "a", **options)
+    again = write_generated(generator, manifest, tmp_path / "b", **options)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]  # same model and seed, same bytes
+    record = json.loads((tmp_path / "a" / "generated.json").read_text())
+    held = manifest.table.loc[manifest.table["query_kind"] == "held_out", "track_id"].tolist()
+    assert record["model_identity"] == generator.identity() and record["sampling"]["seed"] == 3
+    assert record["primed_with"] == {"generated_00.mid": held[0], "generated_01.mid": held[1 % len(held)]}
+    with_generated = build_corpus(symbolic_config(folder, generated_dir=str(tmp_path / "a")), tmp_path / "cache",
+                                  threads=1, progress=False)
+    kinds = with_generated.table["query_kind"].tolist()
+    assert kinds.count("generated") == 2 and with_generated.train_ids == manifest.train_ids
+    write_score(tmp_path / "a" / "generated_02.mid", [])  # a sample without notes: a clear error naming it
+    with pytest.raises(CorpusError, match="generated_02.mid: holds no notes"):
+        build_corpus(symbolic_config(folder, generated_dir=str(tmp_path / "a")), tmp_path / "cache", threads=1,
+                     progress=False)
 
 def test_lds_sign_from_subset_retraining(tmp_path):
     """Windows trained on have lower loss: scoring each training window's query copy by membership of itself

@@ -228,7 +228,11 @@ def build(cfg: Mapping, out_dir: Path, *, threads: int = 2, progress: bool = Tru
             **{**common, "variant": f"transposed {semitones:+d}"})
     if cfg.get("generated_dir"):
         for q, path in enumerate(midi_files(cfg["generated_dir"])):
-            add(f"q_generated_{q:02d}", fitted(read_midi(path), window), split="query", query_kind="generated",
+            notes = read_midi(path)
+            if not len(notes):
+                raise CorpusError(f"{path}: holds no notes, so it cannot be a generated query; sample it again "
+                                  "(another sample.seed, a longer sample.primer) or remove it from data.generated_dir")
+            add(f"q_generated_{q:02d}", fitted(notes, window), split="query", query_kind="generated",
                 piece=path.stem, collection="generated", description="generated",
                 variant="sampled from the trained model")
     out_dir.mkdir(parents=True, exist_ok=True)

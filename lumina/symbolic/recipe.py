@@ -21,6 +21,7 @@ from lumina.generator.embedded import loss_by_group
 from lumina.generator.training import TrainConfig, evaluate_losses, train_lm
 from lumina.locking import cache_lock
 from lumina.manifest import Manifest
+from lumina.provenance import provenance
 from lumina.symbolic.model import (
     RECORD_FILE,
     WEIGHTS_FILE,
@@ -83,7 +84,8 @@ def train_symbolic(manifest: Manifest, config: MusicTransformerConfig, cache_roo
 def write_generated(generator: MusicTransformerGenerator, manifest: Manifest, out_dir: str | Path, *, count: int,
                     primer: int, length: int, seed: int, temperature: float = 1.0) -> list[Path]:
     """`count` windows sampled from the model, each after the first `primer` tokens of a held-out query (cycled
-    in manifest order), written as MIDI files `generated_NN.mid` into `out_dir` (the corpus's `generated_dir`)."""
+    in manifest order), written as MIDI files `generated_NN.mid` into `out_dir` (the corpus's `generated_dir`),
+    with `generated.json` beside them: the model's identity, the sampling settings and each window's primer."""
     from lumina.errors import ParameterError
     from lumina.symbolic.events import decode_events, write_midi
     from lumina.symbolic.model import sample
@@ -92,9 +94,14 @@ def write_generated(generator: MusicTransformerGenerator, manifest: Manifest, ou
     if not held:
         raise ParameterError("generated windows are primed with held-out queries; the corpus has none "
                              "(data.queries.held_out > 0)")
-    paths = []
+    paths, primed_with = [], {}
     for i in range(count):
         events = generator.codec.read(manifest.path_of(held[i % len(held)]))[:primer]
         sampled = sample(generator, events, length, seed=seed + i, temperature=temperature)
         paths.append(write_midi(decode_events(sampled), Path(out_dir) / f"generated_{i:02d}.mid"))
+        primed_with[paths[-1].name] = held[i % len(held)]
+    record = provenance(model_identity=generator.identity(), model_source=str(generator.source),
+                        sampling={"count": count, "primer": primer, "length": length, "seed": seed,
+                                  "temperature": temperature}, primed_with=primed_with)
+    (Path(out_dir) / "generated.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     return paths
