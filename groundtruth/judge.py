@@ -29,6 +29,7 @@ from groundtruth.planted import (
     chance_mrr,
     chance_pvalues,
     hit_at_k,
+    holm,
     mean_reciprocal_rank,
     planted_ranks,
     top_k_precision,
@@ -106,8 +107,9 @@ def judge_runs(
     """Judge every run under `runs` (`judge`), flag collapse as Aria does and attach Aria's numbers.
 
     Returns (table, per_query, skipped): table has one row per setting (`judge`'s row, `collapsed`, then
-    `aria_<channel>_z` and `aria_rank` from `leaderboard`); per_query one row per setting and query with
-    Aria's per-query `z_<channel>` (K = `headline_k`); skipped the runs not judged, each with the reason.
+    `aria_<channel>_z` and `aria_rank` from `leaderboard`, and `top<k>_p_holm`: Holm over the settings);
+    per_query one row per setting and query with Aria's per-query `z_<channel>` (K = `headline_k`); skipped the
+    runs not judged, each with the reason.
     """
     matrices, skipped = find_matrices(runs)
     rows, per_query = [], []
@@ -123,9 +125,13 @@ def judge_runs(
         rows.append(row)
         per_query.append(queries.merge(query_homogeneity(folder, headline_k, channel_names), on="query_id",
                                        how="left"))
-    table = attach_aria(pd.DataFrame(rows), leaderboard, channel_names) if rows else pd.DataFrame(
-        columns=["method", "setting", "lds", "lds_ci_low", "lds_ci_high",
-                 *[f"{kind}_hit_at_{k}" for kind in PLANTED_KINDS]])
+    if rows:
+        table = attach_aria(pd.DataFrame(rows), leaderboard, channel_names)
+        for top in TOP_RANKED:  # one family of tests per k: every setting's top-ranked in-vs-out t-test
+            table[f"top{top}_p_holm"] = holm(table[f"top{top}_p"])
+    else:
+        table = pd.DataFrame(columns=["method", "setting", "lds", "lds_ci_low", "lds_ci_high",
+                                      *[f"{kind}_hit_at_{k}" for kind in PLANTED_KINDS]])
     per_query = pd.concat(per_query, ignore_index=True) if per_query else pd.DataFrame(
         columns=["method", "setting", "query_id", "kind", "first_source_rank", "n_sources"])
     return table, per_query, skipped

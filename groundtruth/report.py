@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from groundtruth.agreement import RELIABILITY
+from groundtruth.judge import TOP_RANKED
 from groundtruth.planted import PLANTED_KINDS
 from groundtruth.study import Study
 from lumina.manifest import QUERY_KINDS
@@ -109,6 +110,15 @@ def findings(table: pd.DataFrame, effects: pd.DataFrame, channels: pd.DataFrame,
             if kind in chance and col in table and table[col].notna().any():
                 out.append(f"**{kind} hit@{k}**: best {best_of(table, col)} {table[col].max():.3f} "
                            f"(chance {chance[kind]['hit']:.3f}).")
+    for top in TOP_RANKED:
+        if f"top{top}_p_holm" in table and len(table):
+            lowered = table[(table[f"top{top}_effect"] < 0) & (table[f"top{top}_p_holm"] < 0.05)]
+            strongest = table.sort_values(f"top{top}_effect").iloc[0]
+            out.append(f"**Top-{top} in vs out** (the causal check without retraining): the loss of a query falls "
+                       f"when the method's top-{top} track{'s are' if top > 1 else ' is'} in a subset model's "
+                       f"training data for {len(lowered)} of {len(table)} settings (t-test over queries, Holm "
+                       f"over settings, α = 0.05); largest fall {strongest[f'top{top}_effect']:+.3f} nats "
+                       f"({strongest['method']}/{strongest['setting']}).")
     for r in channels.itertuples():
         better_chance = r.p_mrr_vs_chance < 0.05
         better_other = r.p_vs_other < 0.05
@@ -194,6 +204,17 @@ def write_results(results: str | Path, command: str, study: Study, table: pd.Dat
         "",
         markdown_table(table, ["method", "setting", *[f"lds_{q}" for q in QUERY_KINDS], *RELIABILITY,
                                "collapsed", *[f"aria_{c}_z" for c in channel_names]]),
+        "",
+        "## The top-ranked tracks, in vs out of the subset models",
+        "",
+        "The causal check without retraining (docs/ground_truth.md#top-ranked-in-vs-out): per query, the slope of "
+        "its loss across the subset models on the fraction of the method's top-k tracks each model was trained on "
+        "(in nats, from none to all of them in); `effect` is the mean over the queries, `t` and `p` a one-sample "
+        "t-test over the queries (the query is the unit), `p_holm` Holm over the settings for each k.",
+        "",
+        markdown_table(table, ["method", "setting", "n_queries", *[f"top{top}_{c}" for top in TOP_RANKED
+                                                                  for c in ("effect", "t", "p", "p_holm")]], 4)
+        if "top1_p_holm" in table else "No setting judged yet.",
         "",
         "## LUMINA's channels on their own kind of planted source",
         "",

@@ -17,7 +17,7 @@ from scipy import stats
 
 from experiments.ground_truth import ground_truth
 from groundtruth.lds import lds_per_query
-from groundtruth.planted import two_way_effect
+from groundtruth.planted import holm, two_way_effect
 from groundtruth.study import PLAN_FILE, Study, draw_subset, open_study
 from lumina.context import layout, load_corpus
 from lumina.generator import training
@@ -205,10 +205,12 @@ def test_ground_truth_command_on_the_tiny_study(study):
     production = [q for q in queries if manifest.row(q)["query_kind"] == "production"]
     assert agreement.loc[("timbre_z", "production_precision_at_10 per query"), "n"] == len(production)  # queries
     assert {"top1_effect", "top1_p", "top10_effect", "top10_p"} <= set(written.columns)
+    np.testing.assert_allclose(written["top1_p_holm"], holm(written["top1_p"]))  # Holm over the settings
     # the oracle ranks each planted query's sources first: their presence lowers its loss on the tiny study
     assert by.loc["planted", "top1_effect"] < 0
     readme = (results / "README.md").read_text()
     assert "python -m experiments.ground_truth <tiny>" in readme and "## Findings" in readme
+    assert "## The top-ranked tracks, in vs out of the subset models" in readme and "**Top-1 in vs out**" in readme
     assert (results / "planted_influence.md").is_file()
 
 
