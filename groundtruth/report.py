@@ -16,6 +16,7 @@ import pandas as pd
 from groundtruth.agreement import RELIABILITY
 from groundtruth.judge import TOP_RANKED
 from groundtruth.planted import PLANTED_KINDS
+from groundtruth.replication import MIN_SEEDS
 from groundtruth.study import Study
 from lumina.manifest import QUERY_KINDS
 
@@ -348,9 +349,14 @@ def write_replication_report(values: pd.DataFrame, spreads: pd.DataFrame, stabil
     readme = [
         "# Results", "",
         f"Every table here is made by `make results` from the committed code: the whole study for each of {n} "
-        "model seeds (`scripts/study.sh SEED`, tables in `seed<N>/`), then `python -m experiments.replication` "
-        "(this page, `replication.{md,csv}`). Per seed: `leaderboard.md` (Aria), `ground_truth/README.md`-style "
-        "`README.md` (LDS, planted retrieval, Aria versus the truth), `planted_influence.md`, `abstention.md`.",
+        f"model seed{'s' if n != 1 else ''} (`scripts/study.sh SEED`, tables in `seed<N>/`), then "
+        "`python -m experiments.replication` (this page, `replication.{md,csv}`). Per seed: `leaderboard.md` "
+        "(Aria), `README.md` (LDS, planted retrieval, the top-ranked in-vs-out check, Aria versus the truth), "
+        "`planted_influence.md`, `abstention.md`. `symbolic/` is the symbolic setting, where the Aria paper's "
+        "Table 1 is put to the test (its own README; docs/symbolic.md).",
+        *(["", f"**Not yet replicated**: {n} of the {MIN_SEEDS} seeds a replicated finding needs have been run; "
+               f"a finding that holds in {n} of {n} is a finding about "
+               f"{'that model instance' if n == 1 else 'those model instances'}."] if n < MIN_SEEDS else []),
         "", "## Findings, and in how many seeds each holds", "",
         *[f"- {r.finding}: **holds in {r.holds} of {r.assessed} seeds**"
           + (f" (seeds {r.seeds_holding})" if r.holds else "") for r in claims.itertuples()],

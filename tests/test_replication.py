@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from groundtruth.replication import (
+    CLAIMS,
     claims_by_seed,
     headline_values,
     ranking_stability,
@@ -49,7 +50,10 @@ def test_spread_stability_and_claims(tmp_path: Path) -> None:
     assert (weakest["holds"], weakest["assessed"]) == (1, 2)  # seed 1: lumina 0.2 beats trak 0.1
     write_replication_report(values, spread(values), stability, pd.DataFrame(columns=["query_id", "overlap"]),
                              claims_by_seed(tables), [0, 1], tmp_path, "python -m experiments.replication")
-    assert "holds in 1 of 2 seeds" in (tmp_path / "README.md").read_text()
+    page = (tmp_path / "README.md").read_text()
+    assert "holds in 1 of 2 seeds" in page and "**Not yet replicated**: 2 of the 3 seeds" in page
+    one = spread(headline_values(read_seed_tables(tmp_path, [0]))).set_index(["quantity", "method", "setting"])
+    assert one.loc[("rho1", "graddot", "raw"), "identical"] is None  # one seed cannot tell
     assert set(pd.read_csv(tmp_path / "replication.csv")["level"]) == {"seed", "spread"}
 
 
@@ -71,3 +75,12 @@ def test_demo_comparison_at_printed_precision() -> None:
     moved = committed.assign(rho1=[0.784, 0.651, 0.5])
     diff = leaderboard_differences(moved, committed)
     assert diff[["setting", "column"]].values.tolist() == [["lumina-P", "rho1"]]
+
+
+def test_top_ranked_claim_needs_every_setting_to_lower_the_loss_after_holm() -> None:
+    text = next(t for t in CLAIMS if t.startswith("Every setting's top-ranked track"))
+    every = pd.DataFrame({"top1_effect": [-0.1, -0.2], "top1_p_holm": [0.01, 0.04]})
+    assert CLAIMS[text]({"ground_truth.csv": every}) is True
+    assert CLAIMS[text]({"ground_truth.csv": every.assign(top1_p_holm=[0.01, 0.2])}) is False
+    assert CLAIMS[text]({"ground_truth.csv": every.assign(top1_effect=[-0.1, 0.2])}) is False  # loss rises
+    assert CLAIMS[text]({}) is None
