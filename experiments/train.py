@@ -2,17 +2,21 @@
 
     python -m experiments.train                      # the embedded default
     python -m experiments.train model.train.epochs=8 # another recipe, cached separately
+    python -m experiments.train data=chorales model=musictransformer train_app.curve=true   # + loss per checkpoint
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from lumina.cli import one_line_errors
 from lumina.context import configure_runtime, generator_loader, load_corpus
+from lumina.generator.codes import encode_tracks
+from lumina.generator.training import checkpoint_curve
 
 
 def summary(record: dict) -> str:
@@ -22,14 +26,21 @@ def summary(record: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 @one_line_errors("experiments.train")
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
-    generator = generator_loader(cfg, load_corpus(cfg))()
+    manifest = load_corpus(cfg)
+    generator = generator_loader(cfg, manifest)()
     print(f"generator: {generator.source}")
     print(summary(generator.record))
     print(json.dumps({k: generator.record.get(k) for k in ("seed", "identity", "threads", "torch")}))
+    if cfg.train_app.curve:
+        ids = [t for t in generator.record["clip_losses"] if t in set(manifest.table["track_id"])]
+        codes = encode_tracks(generator.codec, manifest, ids, Path(cfg.paths.cache), progress=False)
+        descriptions = dict(zip(manifest.table["track_id"], manifest.table["description"], strict=True))
+        for row in checkpoint_curve(generator, manifest, codes, descriptions, manifest.train_ids):
+            print(f"{row.pop('checkpoint')}: " + ", ".join(f"{group} {loss:.3f}" for group, loss in row.items()))
 
 
 if __name__ == "__main__":

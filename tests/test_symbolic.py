@@ -5,6 +5,7 @@ the LDS sign from real subset retraining, and loading a MIDI folder and a dattri
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
@@ -18,7 +19,9 @@ from groundtruth.study import last_step_losses
 from lumina.context import model_loader
 from lumina.corpus import build_corpus
 from lumina.errors import CheckpointError, CorpusError
+from lumina.generator.codes import encode_tracks
 from lumina.generator.protocol import Item
+from lumina.generator.training import checkpoint_curve
 from lumina.symbolic.events import EventTokenizer, decode_events, encode_notes, quantise, read_midi
 from lumina.symbolic.model import ArchConfig, MusicTransformerGenerator, build_model
 from lumina.symbolic.recipe import write_generated
@@ -195,6 +198,22 @@ def test_lds_sign_from_subset_retraining(tmp_path):
     assert lds_per_query(tau, membership, losses).mean() > 0.5
     assert lds_per_query(-tau, membership, losses).mean() < -0.5
 
+
+def test_checkpoint_curve_ends_at_the_final_weights_and_puts_them_back(tmp_path):
+    folder = midi_folder(tmp_path / "midi", n_pieces=4)
+    manifest = build_corpus(symbolic_config(folder), tmp_path / "cache", threads=1, progress=False)
+    model = {"name": "tiny", "kind": "musictransformer", "path": None, "seed": 0, "arch": TINY_ARCH,
+             "train": {"epochs": 6, "batch_size": 4, "lr": 0.01, "warmup_steps": 2, "checkpoints": 3}}
+    generator = model_loader(model, manifest, tmp_path / "cache", progress=False)()
+    before = {k: v.clone() for k, v in generator.model.state_dict().items()}
+    ids = manifest.table["track_id"].tolist()
+    codes = encode_tracks(generator.codec, manifest, ids, tmp_path / "cache", progress=False)
+    curve = checkpoint_curve(generator, manifest, codes, dict.fromkeys(ids, ""), manifest.train_ids)
+    assert [row["checkpoint"] for row in curve] == [Path(p).name for p, _ in generator.checkpoints()]
+    assert len(curve) == 3 and curve[0]["train"] > curve[-1]["train"]  # training lowered the loss
+    final = {k: v for k, v in curve[-1].items() if k != "checkpoint"}
+    assert final == pytest.approx(generator.record["loss_by_group"], abs=2e-4)  # the last checkpoint is the end
+    assert all(torch.equal(before[k], v) for k, v in generator.model.state_dict().items())
 
 def test_dattri_checkpoint_directory_loads(tmp_path):
     original = build_model(ArchConfig(**TINY_ARCH), seed=3)

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -20,7 +19,7 @@ from lumina.device import REFERENCE, Placement
 from lumina.generator.codes import encode_tracks
 from lumina.generator.musicgen import RECORD_FILE, LMConfig, MusicgenGenerator, build_musicgen
 from lumina.generator.text import WordTokenizer
-from lumina.generator.training import TrainConfig, evaluate_losses, train_lm
+from lumina.generator.training import TrainConfig, evaluate_losses, loss_by_group, train_lm
 from lumina.locking import cache_lock
 from lumina.manifest import Manifest
 from lumina.provenance import machine
@@ -137,19 +136,3 @@ def _train_and_save(
     generator.save(path)
     generator.source = str(path.resolve())
     return generator
-
-
-def loss_by_group(manifest: Manifest, losses: Mapping[str, float], train_ids: Sequence[str]) -> dict[str, float]:
-    """Mean loss of the subset's training tracks (`train`), the training tracks left out of it
-    (`train_left_out`), the controls and each query kind."""
-    inside = set(train_ids)
-    groups: dict[str, list[float]] = {}
-    for row in manifest.table.itertuples():
-        if row.track_id not in losses:
-            continue
-        if row.split == "train":
-            group = "train" if row.track_id in inside else "train_left_out"
-        else:
-            group = row.query_kind or row.split
-        groups.setdefault(group, []).append(losses[row.track_id])
-    return {g: round(float(np.mean(v)), 4) for g, v in sorted(groups.items())}

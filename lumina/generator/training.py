@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from lumina.errors import ParameterError
 from lumina.generator.musicgen import MusicgenGenerator
 from lumina.generator.teacher_forcing import pad_clips
+from lumina.manifest import Manifest
 
 RESUME_FILE = "resume.pt"
 CHECKPOINT_DIR = "checkpoints"
@@ -202,3 +203,40 @@ def evaluate_losses(
                                        codebook_weights=codebook_weights)
         out.update({t: float(v) for t, v in zip(chunk, losses, strict=True)})
     return out
+
+
+def loss_by_group(manifest: Manifest, losses: Mapping[str, float], train_ids: Sequence[str]) -> dict[str, float]:
+    """Mean loss of the subset's training tracks (`train`), the training tracks left out of it
+    (`train_left_out`), the controls and each query kind."""
+    inside = set(train_ids)
+    groups: dict[str, list[float]] = {}
+    for row in manifest.table.itertuples():
+        if row.track_id not in losses:
+            continue
+        if row.split == "train":
+            group = "train" if row.track_id in inside else "train_left_out"
+        else:
+            group = row.query_kind or row.split
+        groups.setdefault(group, []).append(losses[row.track_id])
+    return {g: round(float(np.mean(v)), 4) for g, v in sorted(groups.items())}
+
+
+def checkpoint_curve(generator: MusicgenGenerator, manifest: Manifest, codes: Mapping[str, np.ndarray],
+                     descriptions: Mapping[str, str], train_ids: Sequence[str]) -> list[dict]:
+    """The loss per group (`loss_by_group`) at each checkpoint the recipe saved, in training order: the evidence
+    that the recipe has converged on the tracks it left out. codes: every track to evaluate, id → (K, T). The
+    generator's own weights are put back afterwards."""
+    final = {name: tensor.detach().clone() for name, tensor in generator.model.state_dict().items()}
+    rows = []
+    try:
+        for path, _ in generator.checkpoints():
+            state = load_file(str(Path(path) / "lm.safetensors"))
+            unknown = set(state) - set(final)
+            if unknown:
+                raise ParameterError(f"{path}: holds weights the generator lacks ({sorted(unknown)[:3]})")
+            generator.model.load_state_dict(state, strict=False)
+            losses = evaluate_losses(generator, codes, descriptions, list(codes))
+            rows.append({"checkpoint": Path(path).name, **loss_by_group(manifest, losses, train_ids)})
+    finally:
+        generator.model.load_state_dict(final)
+    return rows

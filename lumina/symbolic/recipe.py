@@ -17,8 +17,7 @@ import torch
 
 from lumina.device import REFERENCE, Placement
 from lumina.generator.codes import encode_tracks
-from lumina.generator.embedded import loss_by_group
-from lumina.generator.training import TrainConfig, evaluate_losses, train_lm
+from lumina.generator.training import TrainConfig, evaluate_losses, loss_by_group, train_lm
 from lumina.locking import cache_lock
 from lumina.manifest import Manifest
 from lumina.provenance import provenance
