@@ -45,9 +45,7 @@ def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
                "collapse_concentration": float(cfg.aria.collapse_concentration),
                "headline_k": int(cfg.aria.headline_k), "leaderboard": "", "channel_names": SYMBOLIC.names}
     runs = layout(cfg, manifest).runs
-    last, per_query, _ = judge_runs(runs, dataclasses.replace(study, losses=study.last_losses), manifest, **options)
-    generated = per_query[per_query["kind"] == "generated"].groupby(["method", "setting"], as_index=False)["lds"]
-    last = last.merge(generated.mean().rename(columns={"lds": "lds_generated"}), on=["method", "setting"], how="left")
+    last, _, _ = judge_runs(runs, dataclasses.replace(study, losses=study.last_losses), manifest, **options)
     window, _, _ = judge_runs(runs, study, manifest, **options)
     window = window[["method", "setting", "lds", "lds_ci_low", "lds_ci_high"]].rename(
         columns={"lds": "lds_window", "lds_ci_low": "lds_window_ci_low", "lds_ci_high": "lds_window_ci_high"})
