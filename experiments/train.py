@@ -36,7 +36,8 @@ def main(cfg: DictConfig) -> None:
     print(summary(generator.record))
     print(json.dumps({k: generator.record.get(k) for k in ("seed", "identity", "threads", "torch")}))
     if cfg.train_app.curve:
-        ids = [t for t in generator.record["clip_losses"] if t in set(manifest.table["track_id"])]
+        known = set(manifest.table["track_id"])
+        ids = [t for t in generator.record["clip_losses"] if t in known]  # the tracks the record measured
         codes = encode_tracks(generator.codec, manifest, ids, Path(cfg.paths.cache), progress=False)
         descriptions = dict(zip(manifest.table["track_id"], manifest.table["description"], strict=True))
         for row in checkpoint_curve(generator, manifest, codes, descriptions, manifest.train_ids):
