@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from lumina.errors import ParameterError
 from lumina.generator import training
 from lumina.generator.training import TrainConfig, checkpoint_steps, evaluate_losses, learning_rate, train_lm
 from tests.generator_fixtures import tiny_generator
@@ -47,6 +48,11 @@ def test_training_learns_and_is_deterministic(tmp_path):
     last = record["checkpoints"][-1]
     meta = json.loads((tmp_path / "a" / last["path"] / "meta.json").read_text())
     assert meta["step"] == record["steps"] and meta["lr"] == pytest.approx(last["lr"])
+    # the last checkpoint holds the final trainable weights; a folder without weights is named in the error
+    saved = training.checkpoint_weights(tmp_path / "a" / last["path"])
+    assert saved.keys() == wa.keys() and all(torch.equal(saved[n], wa[n]) for n in wa)
+    with pytest.raises(ParameterError, match="lm.safetensors"):
+        training.checkpoint_weights(tmp_path)
 
 
 def test_interrupted_training_resumes_bit_for_bit(tmp_path, monkeypatch):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 from dattri.task import AttributionTask
-from safetensors.torch import load_file
 from torch import nn
 from torch.func import functional_call
 
 from lumina.errors import ParameterError
 from lumina.generator.protocol import Generator
+from lumina.generator.training import checkpoint_weights
 
 
 def example_loss(module: nn.Module, fields: Sequence[str] = ()) -> Callable[..., torch.Tensor]:
@@ -33,7 +33,7 @@ def example_loss(module: nn.Module, fields: Sequence[str] = ()) -> Callable[...,
 def load_weights(module: nn.Module, checkpoint: dict[str, torch.Tensor] | str | Path) -> nn.Module:
     """dattri's `checkpoints_load_func`: trainable weights (a state dict, or a checkpoint folder holding
     `lm.safetensors`) loaded into the loss module in place."""
-    state = load_file(str(Path(checkpoint) / "lm.safetensors")) if isinstance(checkpoint, (str, Path)) else checkpoint
+    state = checkpoint_weights(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
     missing = set(state) - set(dict(module.named_parameters()))
     if missing:
         raise ParameterError(f"checkpoint holds parameters the generator lacks: {sorted(missing)[:3]}")

@@ -161,11 +161,12 @@ def save_checkpoint(generator: MusicgenGenerator, out_dir: Path, step: int, lr: 
     return path
 
 
-def load_checkpoint(generator: MusicgenGenerator, path: str | Path) -> dict:
-    """Load an intermediate checkpoint's LM weights into `generator` in place; returns its meta (step, lr)."""
-    path = Path(path)
-    generator.model.load_state_dict(load_file(str(path / "lm.safetensors")), strict=False)
-    return json.loads((path / "meta.json").read_text())
+def checkpoint_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The trainable weights a checkpoint folder holds (`save_checkpoint`'s `lm.safetensors`), by parameter name."""
+    file = Path(path) / "lm.safetensors"
+    if not file.is_file():
+        raise ParameterError(f"{file}: no checkpoint weights here; pass a folder written by save_checkpoint")
+    return load_file(str(file))
 
 
 def _save_resume(path: Path, generator: MusicgenGenerator, optimizer, identity: dict, state: dict) -> None:
@@ -230,7 +231,7 @@ def checkpoint_curve(generator: MusicgenGenerator, manifest: Manifest, codes: Ma
     rows = []
     try:
         for path, _ in generator.checkpoints():
-            state = load_file(str(Path(path) / "lm.safetensors"))
+            state = checkpoint_weights(path)
             unknown = set(state) - set(final)
             if unknown:
                 raise ParameterError(f"{path}: holds weights the generator lacks ({sorted(unknown)[:3]})")
