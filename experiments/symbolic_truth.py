@@ -28,9 +28,6 @@ from groundtruth.study import load_study, study_folder
 from lumina.context import configure_runtime, layout, load_corpus
 from lumina.errors import ParameterError
 
-FOUR = {"trak": "k2048-x4-L0.1", "tracin": "raw-L0.1", "gradcos": "raw", "graddot": "raw"}
-"""The paper's four methods at their default settings (setting names of this 2-layer model)."""
-
 
 def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ground-truth table with `lds` (last token) and `lds_window` per setting, planted in-vs-out effects)."""
@@ -56,20 +53,26 @@ def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, effects
 
 
-@hydra.main(config_path="../conf", config_name="symbolic_truth", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    configure_runtime(cfg)
-    command = " ".join(["python -m experiments.symbolic_truth", *sys.argv[1:]])
+def symbolic_truth(cfg: DictConfig, command: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Write `ground_truth.csv`, `planted_influence.csv` and `table1.csv` (each row stamped with `command`) into
+    `symbolic.results`; returns the three tables."""
     table, effects = judged(cfg)
-    agreement = diagnostics_against_truth(table, FOUR, SYMBOLIC.names)
+    agreement = diagnostics_against_truth(table, dict(cfg.symbolic.paper_methods), SYMBOLIC.names)
     out = Path(cfg.symbolic.results)
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in (("ground_truth", table), ("planted_influence", effects), ("table1", agreement)):
         frame.assign(command=command).to_csv(out / f"{name}.csv", index=False)
+    return table, effects, agreement
+
+
+@hydra.main(config_path="../conf", config_name="symbolic_truth", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    configure_runtime(cfg)
+    table, _, agreement = symbolic_truth(cfg, " ".join(["python -m experiments.symbolic_truth", *sys.argv[1:]]))
     shown = ["method", "setting", "lds", "lds_ci_low", "lds_ci_high", "lds_window", *RELIABILITY]
     print(table[shown].sort_values("lds", ascending=False).to_string(index=False))
     print(agreement.to_string(index=False))
-    print(f"written to {out}/ground_truth.csv, planted_influence.csv, table1.csv")
+    print(f"written to {cfg.symbolic.results}/ground_truth.csv, planted_influence.csv, table1.csv")
 
 
 if __name__ == "__main__":

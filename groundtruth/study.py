@@ -238,6 +238,9 @@ def run_subsets(
 def load_study(folder: str | Path, n_models: int | None = None) -> Study:
     """The finished models among the first `n_models` of a study (all finished ones when None), in index order."""
     folder = Path(folder)
+    if not (folder / PLAN_FILE).is_file():
+        raise ParameterError(f"{folder}: no subset study here (run `python -m experiments.subsets` with the same "
+                             "overrides first)")
     plan = json.loads((folder / PLAN_FILE).read_text())
     paths = sorted((folder / MODELS_DIR).glob("m*.json"))
     records = [json.loads(p.read_text()) for p in paths]
