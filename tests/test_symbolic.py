@@ -120,13 +120,22 @@ def test_training_loss_is_the_hand_written_cross_entropy():
         assert last[1] == pytest.approx(-float(logp[b[-1]]), rel=1e-5)  # the benchmark's last-token target
 
 
-def midi_folder(root, n_pieces=6):
+def midi_folder(root, n_pieces=6, maestro=False):
+    """`n_pieces` two-voice pieces of ten beats as `piece<i>.mid`, or (maestro) in MAESTRO's layout: year
+    folders of `.midi` files with sustain-pedal events beside a metadata CSV that is not MIDI."""
     root.mkdir(parents=True)
     rng = np.random.default_rng(1)
     for i in range(n_pieces):
         start = np.repeat(np.arange(10) * 0.25, 2)
         pitch = 60 + rng.integers(0, 12, len(start)) + np.tile([0, 12], 10)
-        write_score(root / f"piece{i}.mid", [(s, s + 0.25, int(p), 80) for s, p in zip(start, pitch, strict=True)])
+        notes = [(s, s + 0.25, int(p), 80) for s, p in zip(start, pitch, strict=True)]
+        if maestro:
+            (root / str(2017 + i % 2)).mkdir(exist_ok=True)
+            write_score(root / str(2017 + i % 2) / f"MIDI-Unprocessed_{i:02d}.midi", notes, pedal=True)
+        else:
+            write_score(root / f"piece{i}.mid", notes)
+    if maestro:
+        (root / "maestro-v3.0.0.csv").write_text("canonical_composer,midi_filename\n")
     return root
 
 
@@ -137,11 +146,17 @@ def symbolic_config(folder, **extra):
 
 
 def test_midi_folder_corpus(tmp_path):
-    folder = midi_folder(tmp_path / "midi")
+    folder = midi_folder(tmp_path / "maestro-v3.0.0", maestro=True)  # a local MAESTRO copy's layout
     manifest = build_corpus(symbolic_config(folder), tmp_path / "cache", threads=1, progress=False)
     tokenizer = EventTokenizer()
     lengths = [tokenizer.read(manifest.path_of(t)).size for t in manifest.table["track_id"]]
     assert max(lengths) <= 48 and len(manifest.train_ids) >= 5  # one piece is held out
+    # every .midi file under the year folders is a piece, labelled by its folder; the metadata CSV is not
+    assert set(manifest.table["piece"]) == {f"MIDI-Unprocessed_{i:02d}" for i in range(6)}
+    assert set(manifest.table["collection"].astype(str)) == {"2017", "2018"}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="holds no .mid/.midi files"):
+        build_corpus(symbolic_config(tmp_path / "empty"), tmp_path / "cache", threads=1, progress=False)
     kinds = manifest.table.set_index("track_id")["query_kind"]
     for q in manifest.query_ids:
         if kinds[q] == "composition":  # the transposed window: the source's notes moved by `transpose`
