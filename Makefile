@@ -38,7 +38,8 @@ test: install
 
 # Every committed table in results/: the whole study for each seed of SEEDS (experiments.seeds runs scripts/study.sh
 # per seed; resumable per stage,
-# several hours a seed on 2 cores), the checks that run once, then the replication tables across seeds.
+# several hours a seed on 2 cores), the checks that run once, the replication tables across seeds, then the
+# symbolic study (scripts/symbolic_study.sh, results/symbolic/; about 4 hours on 2 cores, resumable).
 SEEDS ?= 0 1 2
 results: install
 	$(PY) -m experiments.codec_probe paths.results=results/seed0
@@ -46,6 +47,7 @@ results: install
 	$(PY) -m experiments.self_influence paths.results=results/seed0
 	$(PY) -m experiments.causal_verification +method=lumina paths.results=results/seed0
 	$(PY) -m experiments.replication replication.seeds="[$(shell echo $(SEEDS) | tr ' ' ',')]"
+	PY=$(PY) scripts/symbolic_study.sh
 
 # A fresh clone's demo against the committed LUMINA rows of results/seed0/leaderboard.csv (not part of `make test`).
 check-demo: demo

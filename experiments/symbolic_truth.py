@@ -7,7 +7,7 @@ Reads the finished subset models of the study (`python -m experiments.subsets` w
 them; this app trains none), judges every run of the experiment with LDS on the last-token target (primary)
 and the whole-window loss, planted retrieval per kind and Aria's reliability diagnostics, attaches the
 symbolic leaderboard's channel z̄, and writes `ground_truth.csv`, `planted_influence.csv` and `table1.csv`
-into `symbolic.results`.
+into `symbolic.results`, with `tables.md` (every table in Markdown and the criterion's verdicts computed).
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ from aria.channels import SYMBOLIC
 from groundtruth.agreement import RELIABILITY, attach_aria, diagnostics_against_truth
 from groundtruth.judge import judge_runs
 from groundtruth.planted import planted_effects
+from groundtruth.report import symbolic_tables
 from groundtruth.study import load_study, study_folder
 from lumina.context import configure_runtime, layout, load_corpus
 from lumina.errors import ParameterError
 
 
-def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ground-truth table with `lds` (last token) and `lds_window` per setting, planted in-vs-out effects)."""
+def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(ground-truth table with `lds` (last token) and `lds_window` per setting, planted in-vs-out effects,
+    the number of subset models)."""
     gt = cfg.ground_truth
     manifest = load_corpus(cfg)
     model = OmegaConf.to_container(cfg.model, resolve=True)
@@ -50,18 +52,21 @@ def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
                                                                                          on=["method", "setting"])
     table = attach_aria(table, Path(cfg.symbolic.results) / "leaderboard.csv", SYMBOLIC.names)
     effects, _ = planted_effects(study, manifest, seed=int(gt.seed))
-    return table, effects
+    return table, effects, study.n_models
 
 
 def symbolic_truth(cfg: DictConfig, command: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Write `ground_truth.csv`, `planted_influence.csv` and `table1.csv` (each row stamped with `command`) into
-    `symbolic.results`; returns the three tables."""
-    table, effects = judged(cfg)
+    """Write `ground_truth.csv`, `planted_influence.csv` and `table1.csv` (each row stamped with `command`) and
+    `tables.md` (`groundtruth.report.symbolic_tables`) into `symbolic.results`; returns the three tables."""
+    table, effects, n_models = judged(cfg)
     agreement = diagnostics_against_truth(table, dict(cfg.symbolic.paper_methods), SYMBOLIC.names)
     out = Path(cfg.symbolic.results)
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in (("ground_truth", table), ("planted_influence", effects), ("table1", agreement)):
         frame.assign(command=command).to_csv(out / f"{name}.csv", index=False)
+    (out / "tables.md").write_text(symbolic_tables(
+        table, effects, agreement, command, n_models, dict(cfg.symbolic.paper_methods),
+        dict(cfg.symbolic.paper_lds), SYMBOLIC.names))
     return table, effects, agreement
 
 

@@ -94,3 +94,13 @@ def test_symbolic_truth_on_a_tiny_study(tmp_path):
     assert melody["over"].item() == "all settings but symbolic" and melody["n"].item() == 4
     family = table1[(table1["truth"] == "lds") & (table1["over"] == "four methods")]
     assert (family["kendall_p_holm"] >= family["kendall_p"] - 1e-12).all()
+    # tables.md: the paper's LDS beside ours, each in decreasing order, and the criterion's verdict
+    tables = (results / "tables.md").read_text()
+    paper = "| Aria paper, Table 1 (LDS) | 0.318 | 0.149 | 0.112 | 0.089 | TRAK > TracIn > Grad-Cos > GradDot |"
+    assert paper in tables
+    labels = {"trak": "TRAK", "tracin": "TracIn", "gradcos": "Grad-Cos", "graddot": "GradDot"}
+    ours = four.sort_values("lds", ascending=False)
+    assert ("| here, last-token LDS | " + " | ".join(f"{four.set_index('method').loc[m, 'lds']:.3f}" for m in labels)
+            + " | " + " > ".join(labels[m] for m in ours["method"]) + " |") in tables
+    exact = table1[(table1["truth"] == "lds") & (table1["over"] == "four methods") & (table1["kendall"] > 0.999)]
+    assert ("exactly as the last-token LDS does (τ = 1): " + (", ".join(exact["diagnostic"]) or "none")) in tables
