@@ -428,8 +428,8 @@ def symbolic_tables(table: pd.DataFrame, effects: pd.DataFrame, agreement: pd.Da
         "- Diagnostics that order the four methods exactly as the last-token LDS does (τ = 1): "
         + (", ".join(reproduced) if reproduced else "none") + ".",
         "- Diagnostics and channels that track LDS over the settings (τ > 0, raw p < 0.05; Holm p in brackets): "
-        + ("; ".join(f"{r.diagnostic} vs {r.truth} over {r.over} (τ {r.kendall:.2f}, p {r.kendall_p:.3f} "
-                     f"[{r.kendall_p_holm:.3f}])" for r in tracking.itertuples()) if len(tracking) else "none")
+        + ("; ".join(f"{r.diagnostic} vs {r.truth} over {r.over} (τ {r.kendall:.2f}, p {r.kendall_p:.2g} "
+                     f"[{r.kendall_p_holm:.2g}])" for r in tracking.itertuples()) if len(tracking) else "none")
         + ".", "",
     ]
     return "\n".join(lines)
