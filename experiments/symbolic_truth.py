@@ -23,16 +23,17 @@ from omegaconf import DictConfig, OmegaConf
 from aria.channels import SYMBOLIC
 from groundtruth.agreement import RELIABILITY, attach_aria, diagnostics_against_truth
 from groundtruth.judge import judge_runs
+from groundtruth.lds import own_effect_to_spread
 from groundtruth.planted import planted_effects
 from groundtruth.report import symbolic_tables
-from groundtruth.study import load_study, study_folder
+from groundtruth.study import Study, load_study, study_folder
 from lumina.context import configure_runtime, layout, load_corpus
 from lumina.errors import ParameterError
 
 
-def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, Study]:
     """(ground-truth table with `lds` (last token) and `lds_window` per setting, planted in-vs-out effects,
-    the number of subset models)."""
+    the subset study)."""
     gt = cfg.ground_truth
     manifest = load_corpus(cfg)
     model = OmegaConf.to_container(cfg.model, resolve=True)
@@ -52,20 +53,25 @@ def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, int]:
                                                                                          on=["method", "setting"])
     table = attach_aria(table, Path(cfg.symbolic.results) / "leaderboard.csv", SYMBOLIC.names)
     effects, _ = planted_effects(study, manifest, seed=int(gt.seed))
-    return table, effects, study.n_models
+    return table, effects, study
 
 
 def symbolic_truth(cfg: DictConfig, command: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Write `ground_truth.csv`, `planted_influence.csv` and `table1.csv` (each row stamped with `command`) and
     `tables.md` (`groundtruth.report.symbolic_tables`) into `symbolic.results`; returns the three tables."""
-    table, effects, n_models = judged(cfg)
+    table, effects, study = judged(cfg)
+    train = study.train_ids
+    targets = pd.DataFrame([  # can each LDS target show a window's influence on itself at all?
+        {"target": "lds", **own_effect_to_spread(study.last_losses[:, [study.track_ids.index(t) for t in train]],
+                                                 study.membership)},
+        {"target": "lds_window", **own_effect_to_spread(study.loss_of(train), study.membership)}])
     agreement = diagnostics_against_truth(table, dict(cfg.symbolic.paper_methods), SYMBOLIC.names)
     out = Path(cfg.symbolic.results)
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in (("ground_truth", table), ("planted_influence", effects), ("table1", agreement)):
         frame.assign(command=command).to_csv(out / f"{name}.csv", index=False)
     (out / "tables.md").write_text(symbolic_tables(
-        table, effects, agreement, command, n_models, dict(cfg.symbolic.paper_methods),
+        table, effects, agreement, targets, command, study.n_models, dict(cfg.symbolic.paper_methods),
         dict(cfg.symbolic.paper_lds), SYMBOLIC.names))
     return table, effects, agreement
 

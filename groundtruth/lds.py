@@ -63,3 +63,20 @@ def bootstrap_ci(values: np.ndarray, *, n_resamples: int = 1000, confidence: flo
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def own_effect_to_spread(losses: np.ndarray, membership: np.ndarray) -> dict[str, float]:
+    """How well a loss target can show training influence at all: each training track's mean loss when it is in
+    a subset model minus when it is out (`own_effect`, averaged over tracks), its standard deviation across the
+    models (`spread`, population sd, averaged over tracks), and their ratio. losses, membership: (M, N) for the
+    N training tracks; tracks in every model or in none are left out of `own_effect`."""
+    losses = np.asarray(losses, dtype=np.float64)
+    membership = np.asarray(membership, dtype=bool)
+    if losses.shape != membership.shape:
+        raise ParameterError(f"losses {losses.shape} and membership {membership.shape} differ in shape")
+    varied = membership.any(axis=0) & (~membership).any(axis=0)
+    inside = np.where(membership, losses, 0.0).sum(axis=0)[varied] / membership.sum(axis=0)[varied]
+    outside = np.where(~membership, losses, 0.0).sum(axis=0)[varied] / (~membership).sum(axis=0)[varied]
+    effect = float(np.mean(inside - outside)) if varied.any() else float("nan")
+    spread = float(losses.std(axis=0).mean())
+    return {"own_effect": effect, "spread": spread, "ratio": effect / spread if spread > 0 else float("nan")}

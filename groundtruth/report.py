@@ -371,13 +371,14 @@ def _by_lds(lds: dict[str, float], names: dict[str, str]) -> str:
     return " > ".join(names[m] for m in sorted(lds, key=lambda m: -lds[m]))
 
 
-def symbolic_tables(table: pd.DataFrame, effects: pd.DataFrame, agreement: pd.DataFrame, command: str,
+def symbolic_tables(table: pd.DataFrame, effects: pd.DataFrame, agreement: pd.DataFrame, targets: pd.DataFrame,
+                    command: str,
                     n_models: int, paper_methods: dict[str, str], paper_lds: dict[str, float],
                     channel_names: Sequence[str]) -> str:
     """`results/symbolic/tables.md`: every setting judged, the planted effects, each diagnostic against LDS, the
     paper's four-method LDS beside ours, and the pre-registered criterion's two verdicts computed from them
-    (docs/symbolic.md#ground-truth). paper_methods: method → its default setting; paper_lds: method → the
-    paper's LDS."""
+    (docs/symbolic.md#ground-truth). targets: one row per LDS target with `own_effect_to_spread`'s columns;
+    paper_methods: method → its default setting; paper_lds: method → the paper's LDS."""
     labels = {"trak": "TRAK", "tracin": "TracIn", "gradcos": "Grad-Cos", "graddot": "GradDot"}
     judged = table.sort_values("lds", ascending=False).assign(collapsed=table["collapsed"].map({True: "yes",
                                                                                               False: ""}))
@@ -404,6 +405,11 @@ def symbolic_tables(table: pd.DataFrame, effects: pd.DataFrame, agreement: pd.Da
         "and whole window. Reliability diagnostics as Aria computes them; channel z̄ at K = 10 from the "
         "symbolic leaderboard.", "",
         markdown_table(judged, settings), "",
+        "## How much each LDS target can show", "",
+        "Each training window's loss when it is in a subset model minus when it is out (own effect, nats), its "
+        "standard deviation across the models (spread), and their ratio (`groundtruth.lds.own_effect_to_spread`): "
+        "the closer the ratio is to 0, the less any attribution can agree with that target.", "",
+        markdown_table(targets, ["target", "own_effect", "spread", "ratio"]), "",
         "## Planted sources, in vs out", "",
         "Per query, the slope of its loss on whether its source was in the subset model's training windows; "
         "one-sample t over the queries of a kind, Holm over the kinds.", "",

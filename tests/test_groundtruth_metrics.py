@@ -14,7 +14,7 @@ from scipy import stats
 
 from groundtruth.agreement import aria_vs_truth, attach_aria, diagnostics_against_truth, query_homogeneity
 from groundtruth.judge import find_matrices
-from groundtruth.lds import bootstrap_ci, lds_per_query, track_matrix
+from groundtruth.lds import bootstrap_ci, lds_per_query, own_effect_to_spread, track_matrix
 from groundtruth.planted import (
     PLANTED_KINDS,
     across_queries,
@@ -31,6 +31,7 @@ from groundtruth.planted import (
     top_k_precision,
     two_way_effect,
 )
+from lumina.errors import ParameterError
 from lumina.score_matrix import ScoreMatrix, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +76,18 @@ def test_bootstrap_interval_brackets_the_mean_and_is_reproducible():
     low, high = bootstrap_ci(values, n_resamples=1000, seed=0)
     assert low < values.mean() < high and high - low < 0.1
     assert (low, high) == bootstrap_ci(values, n_resamples=1000, seed=0)
+
+
+def test_own_effect_to_spread_by_hand():
+    # track 0: in → 1, 1; out → 3, 3 (−2; sd 1). track 1: in → 2, out → 2, 2, 2 (0; sd 0). track 2: always in.
+    losses = np.array([[1.0, 2.0, 5.0], [1.0, 2.0, 7.0], [3.0, 2.0, 5.0], [3.0, 2.0, 7.0]])
+    membership = np.array([[1, 1, 1], [1, 0, 1], [0, 0, 1], [0, 0, 1]], dtype=bool)
+    out = own_effect_to_spread(losses, membership)
+    assert out["own_effect"] == pytest.approx(-1.0)  # (−2 + 0) / 2: track 2 never left out
+    assert out["spread"] == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+    assert out["ratio"] == pytest.approx(-1.5)
+    with pytest.raises(ParameterError, match="differ in shape"):
+        own_effect_to_spread(losses, membership[:, :2])
 
 
 def test_track_matrix_sums_segments_and_marks_unscored_tracks():

@@ -64,7 +64,7 @@ def test_symbolic_truth_on_a_tiny_study(tmp_path):
 
     with pytest.raises(ParameterError, match="experiments.subsets"):  # this app trains no subset model
         symbolic_truth(cfg, "python -m experiments.symbolic_truth <tiny>")
-    open_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache, cfg.ground_truth,
+    study = open_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache, cfg.ground_truth,
                progress=False)  # what `python -m experiments.subsets` does: 4 tiny retrainings
     table, effects, table1 = symbolic_truth(cfg, "python -m experiments.symbolic_truth <tiny>")
 
@@ -104,3 +104,8 @@ def test_symbolic_truth_on_a_tiny_study(tmp_path):
             + " | " + " > ".join(labels[m] for m in ours["method"]) + " |") in tables
     exact = table1[(table1["truth"] == "lds") & (table1["over"] == "four methods") & (table1["kendall"] > 0.999)]
     assert ("exactly as the last-token LDS does (τ = 1): " + (", ".join(exact["diagnostic"]) or "none")) in tables
+    # how much each target can show: the whole-window row recomputed from the study by hand
+    losses, member = study.loss_of(train), study.membership
+    varied = [j for j in range(len(train)) if 0 < member[:, j].sum() < len(member)]
+    effect = np.mean([losses[member[:, j], j].mean() - losses[~member[:, j], j].mean() for j in varied])
+    assert f"| lds_window | {effect:.3f} | {losses.std(axis=0).mean():.3f} |" in tables
