@@ -62,7 +62,7 @@ def symbolic_truth(cfg: DictConfig, command: str) -> tuple[pd.DataFrame, pd.Data
     table, effects, study = judged(cfg)
     train = study.train_ids
     targets = pd.DataFrame([  # can each LDS target show a window's influence on itself at all?
-        {"target": "lds", **own_effect_to_spread(study.last_losses[:, [study.track_ids.index(t) for t in train]],
+        {"target": "lds", **own_effect_to_spread(dataclasses.replace(study, losses=study.last_losses).loss_of(train),
                                                  study.membership)},
         {"target": "lds_window", **own_effect_to_spread(study.loss_of(train), study.membership)}])
     agreement = diagnostics_against_truth(table, dict(cfg.symbolic.paper_methods), SYMBOLIC.names)
