@@ -72,7 +72,7 @@ def symbolic_truth(cfg: DictConfig, command: str) -> tuple[pd.DataFrame, pd.Data
         frame.assign(command=command).to_csv(out / f"{name}.csv", index=False)
     (out / "tables.md").write_text(symbolic_tables(
         table, effects, agreement, targets, command, study.n_models, dict(cfg.symbolic.paper_methods),
-        dict(cfg.symbolic.paper_lds), SYMBOLIC.names))
+        dict(cfg.symbolic.paper_lds), dict(cfg.symbolic.paper_names), SYMBOLIC.names))
     return table, effects, agreement
 
 

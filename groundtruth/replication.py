@@ -211,8 +211,10 @@ def leaderboard_differences(new: pd.DataFrame, committed: pd.DataFrame, *, metho
                             digits: int = 3) -> pd.DataFrame:
     """Cells of `method`'s rows whose values differ at `digits` decimals (the printed precision) between a fresh
     leaderboard and the committed one: (setting, column, new, committed); a row missing on one side is a
-    difference in every numeric column."""
-    numeric = [c for c in committed.columns if pd.api.types.is_numeric_dtype(committed[c]) and c in new.columns]
+    difference in every numeric column. Aria's `rank` is left out: it places a setting among the leaderboard's
+    other settings, and the demo's leaderboard holds LUMINA's alone."""
+    numeric = [c for c in committed.columns
+               if pd.api.types.is_numeric_dtype(committed[c]) and c in new.columns and c != "rank"]
     a = new[new["method"] == method].set_index("setting")
     b = committed[committed["method"] == method].set_index("setting")
     rows = []

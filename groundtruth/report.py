@@ -374,12 +374,13 @@ def _by_lds(lds: dict[str, float], names: dict[str, str]) -> str:
 def symbolic_tables(table: pd.DataFrame, effects: pd.DataFrame, agreement: pd.DataFrame, targets: pd.DataFrame,
                     command: str,
                     n_models: int, paper_methods: dict[str, str], paper_lds: dict[str, float],
-                    channel_names: Sequence[str]) -> str:
+                    paper_names: dict[str, str], channel_names: Sequence[str]) -> str:
     """`results/symbolic/tables.md`: every setting judged, the planted effects, each diagnostic against LDS, the
     paper's four-method LDS beside ours, and the pre-registered criterion's two verdicts computed from them
     (docs/symbolic.md#ground-truth). targets: one row per LDS target with `own_effect_to_spread`'s columns;
-    paper_methods: method → its default setting; paper_lds: method → the paper's LDS."""
-    labels = {"trak": "TRAK", "tracin": "TracIn", "gradcos": "Grad-Cos", "graddot": "GradDot"}
+    paper_methods: method → its default setting; paper_lds: method → the paper's LDS; paper_names: method → the
+    paper's name for it."""
+    labels = paper_names
     judged = table.sort_values("lds", ascending=False).assign(collapsed=table["collapsed"].map({True: "yes",
                                                                                               False: ""}))
     settings = ["method", "setting", "lds", "lds_ci_low", "lds_ci_high", "lds_window", "lds_window_ci_low",

@@ -72,6 +72,9 @@ def test_demo_comparison_at_printed_precision() -> None:
                               "rho1": [0.9121, 0.651, 0.5]})
     same = committed.assign(rho1=[0.91209, 0.6514, 0.9])  # trak differs, but only LUMINA's rows are compared
     assert leaderboard_differences(same, committed).empty
+    # Aria's rank among a leaderboard of LUMINA alone (the demo's) against one of every method: not compared
+    ranked = committed.assign(rank=[7, 8, 1])
+    assert leaderboard_differences(ranked.assign(rank=[1, 2, 1]), ranked).empty
     moved = committed.assign(rho1=[0.784, 0.651, 0.5])
     diff = leaderboard_differences(moved, committed)
     assert diff[["setting", "column"]].values.tolist() == [["lumina-P", "rho1"]]

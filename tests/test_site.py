@@ -101,6 +101,10 @@ def test_attribution_page_gives_each_channels_verdict_and_why(site: Path) -> Non
     assert "Verdict: attributable (Channel P attributable; Channel M not attributable; rule reference_z ≥ 2.02" in text
     assert "Not attributable: no training song stands out: the top cosine is 0.40 reference sd above" in text
     assert "Attributable (reference z 2.50)" in text and "not assessed" not in text
+    # the attributed audio is the study's near-copy query: its planted source t0001 (rank 2 of each channel) is
+    # marked in both channels' tables, and no other track is
+    assert "its planted source(s): t0001" in text
+    assert text.count("t0001 (planted)") == 2 and text.count("(planted)") == 2
 
 
 def test_audio_is_transcoded_to_ogg_vorbis_of_the_same_length(study: dict, tmp_path: Path) -> None:

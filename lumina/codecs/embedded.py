@@ -118,8 +118,9 @@ class EmbeddedCodec:
         cfg = self.config
         log_mel = self.reconstruct_mel(codes) * self.mel_std + self.mel_mean
         power = np.power(10.0, log_mel.T.astype(np.float64)) - 1e-6
-        audio = librosa.feature.inverse.mel_to_audio(
-            np.maximum(power, 0.0), sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_iter=32
+        magnitude = librosa.feature.inverse.mel_to_stft(np.maximum(power, 0.0), sr=cfg.sample_rate, n_fft=cfg.n_fft)
+        audio = librosa.griffinlim(  # its initial phases seeded (librosa's default: fresh entropy every call)
+            magnitude, n_iter=32, hop_length=cfg.hop_length, random_state=cfg.seed, dtype=np.float32
         )
         n_samples = codes.shape[1] * cfg.hop_length
         audio = np.pad(audio, (0, max(0, n_samples - audio.size)))[:n_samples]

@@ -375,22 +375,38 @@ def query_page(site: Site, study: str, query: str, entries: Sequence[Entry], man
     return page
 
 
-def attribution_page(site: Site, path: Path, report: dict, tracks: dict[str, str], top: int) -> str:
-    """The page of one attribution report of `experiments.attribute`; `tracks`: track id → audio path."""
+def planted_sources(manifest: pd.DataFrame) -> dict[Path, tuple[str, list[str]]]:
+    """Resolved audio path → (query id, its planted source ids), for every manifest row with planted sources."""
+    out = {}
+    for track, row in manifest.iterrows():
+        sources = [s for s in str(row.get("source_ids", "")).split(";") if s]
+        if sources:
+            out[Path(row["path"]).resolve()] = (str(track), sources)
+    return out
+
+
+def attribution_page(site: Site, path: Path, report: dict, tracks: dict[str, str],
+                     planted: dict[Path, tuple[str, list[str]]], top: int) -> str:
+    """The page of one attribution report of `experiments.attribute`; `tracks`: track id → audio path; `planted`:
+    `planted_sources` of the studies' manifests (when the attributed audio is a planted query, its sources are
+    marked)."""
+    audio = Path(report["audio"])
+    query, sources = planted.get(audio.resolve(), (None, []))
     channels = []
     for name, channel in report["channels"].items():
-        rows = [{**r, "media": ({"src": f"../{site.audio(tracks[r['track_id']])}#t=0.00", "start": 0.0, "roll": None}
-                                if r["track_id"] in tracks else None)} for r in channel["rows"][:top]]
+        rows = [{**r, "planted": r["track_id"] in sources,
+                 "media": ({"src": f"../{site.audio(tracks[r['track_id']])}#t=0.00", "start": 0.0, "roll": None}
+                           if r["track_id"] in tracks else None)} for r in channel["rows"][:top]]
         channels.append({"name": name, **{k: v for k, v in channel.items() if k != "rows"}, "rows": rows})
     page = f"attribution/{slug(path.parent.name)}.html"
-    audio = Path(report["audio"])
     player = {"src": f"../{site.audio(audio)}#t=0.00", "start": 0.0, "roll": None} if audio.is_file() else None
-    sources = [{"model": f"hash {report.get('model_hash', '?')} ({report.get('model_id', '?')})",
+    provenance = [{"model": f"hash {report.get('model_hash', '?')} ({report.get('model_id', '?')})",
                 "corpus": f"signature database {report.get('database', '?')}",
                 "command": "python -m experiments.attribute " + str(report["audio"])}]
     verdicts = [{"name": c["name"], "attributable": bool(c["attributable"])} for c in channels if "attributable" in c]
-    site.write(page, "attribution.html", sources, title=f"LUMINA attribution of {audio.name}", report=report,
-               source=str(path), query_media=player, channels=channels, verdicts=verdicts)
+    site.write(page, "attribution.html", provenance, title=f"LUMINA attribution of {audio.name}", report=report,
+               source=str(path), query_media=player, channels=channels, verdicts=verdicts, query=query,
+               planted=sources)
     return page
 
 
@@ -413,6 +429,7 @@ def build_site(
     studies = group_entries(runs)
     k = options.headline_k
     tracks: dict[str, str] = {}
+    planted: dict[Path, tuple[str, list[str]]] = {}
     sections, query_links = [], []
     for study, entries in studies.items():
         for entry in entries:
@@ -421,6 +438,7 @@ def build_site(
         first = next((e.run for e in entries if e.run is not None), None)
         table = read_manifest(manifest_path(first.matrix, manifest)) if first else pd.DataFrame()
         tracks.update({t: p for t, p in table.get("path", pd.Series(dtype=str)).items() if t not in tracks})
+        planted.update({p: v for p, v in planted_sources(table).items() if p not in planted})
         queries = list(dict.fromkeys(q for e in entries if e.run for q in e.run.matrix.query_ids))
         symbolic = any(media.is_symbolic(p) for p in table.get("path", []))
         similarity = {}
@@ -440,7 +458,7 @@ def build_site(
         sections.append({"study": study, "columns": columns, "rows": rows,
                          "figures": study_figures(site, study, entries, channel_set, k),
                          "truth_notes": sorted({note for e in entries for _, note in e.truths})})
-    reports = [{"title": Path(r["audio"]).name, "href": attribution_page(site, p, r, tracks, options.top)}
+    reports = [{"title": Path(r["audio"]).name, "href": attribution_page(site, p, r, tracks, planted, options.top)}
                for p, r in (find_attributions(attributions) if attributions else [])]
     site.write("index.html", "index.html", unique_sources([r for r in runs if r.matrix is not None]),
                title="Attribution study report", sections=sections, query_links=query_links, reports=reports,
