@@ -7,3 +7,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # NumPy's OpenBLAS spins its threads the same way; its matrices here are small, so one thread is as fast.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from execution.kernels import pin_kernels  # noqa: E402  (after the variables above, before numpy and torch)
+
+pin_kernels()

@@ -11,3 +11,7 @@ reading of it) agrees with them.
 May import `lumina` (the generator, the manifest), `aria` (its readers and diagnostics) and `execution`;
 `aria` never imports this package.
 """
+
+from execution.kernels import pin_kernels
+
+pin_kernels()  # numpy and torch load with AVX2 kernels on every x86-64 machine class (execution/kernels.py)

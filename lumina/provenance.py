@@ -9,6 +9,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from execution.kernels import cpu_flags, kernels_in_use
 from lumina import __version__
 
 
@@ -24,20 +25,18 @@ def command_line() -> str:
 
 def machine() -> dict:
     """What the bits of a CPU result depend on beyond the code and the seeds: the CPU model, its widest vector
-    extension (the kernels BLAS and torch pick) and the numeric libraries' versions."""
-    cpu, flags = platform.processor() or platform.machine(), set()
+    extension, the kernels the numeric libraries picked (`kernels`: pinned to AVX2 unless
+    LUMINA_NATIVE_KERNELS=1, execution/kernels.py) and their versions."""
+    cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                cpu = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
+        names = [v for k, _, v in (line.partition(":") for line in cpuinfo.read_text().splitlines())
+                 if k.strip() == "model name"]
+        cpu = names[0].strip() if names else cpu
+    flags = cpu_flags()
     vector = next((f for f in ("avx512f", "avx2", "avx", "sse4_2", "asimd") if f in flags), "")
     versions = {name: metadata.version(name) for name in ("numpy", "scipy", "torch")}
-    return {"processor": cpu, "vector": vector, "cores": os.cpu_count(), **versions}
+    return {"processor": cpu, "vector": vector, "kernels": kernels_in_use(), "cores": os.cpu_count(), **versions}
 
 
 def provenance(**extra: object) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+import execution  # noqa: F401  (first: pins numpy's and torch's kernels before they load, execution/kernels.py)
 from lumina.corpus import build_corpus
 from lumina.manifest import Manifest
 
