@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import warnings
 from pathlib import Path
 
 PINNED_ENVIRONMENT = {
@@ -44,16 +45,20 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def pin_kernels() -> list[str]:
+def pin_kernels() -> None:
     """Set the variables of `PINNED_ENVIRONMENT` that are unset, on x86-64 CPUs with AVX2 and FMA, unless
-    `LUMINA_NATIVE_KERNELS=1`. Returns the libraries already loaded, which the pin comes too late for."""
+    `LUMINA_NATIVE_KERNELS=1`. Warns when numpy or torch was imported before and already runs wider kernels."""
     if os.environ.get(NATIVE_FLAG) == "1" or platform.machine() not in ("x86_64", "AMD64"):
-        return []
+        return
     if not {"avx2", "fma"} <= cpu_flags():
-        return []
+        return
     for name, value in PINNED_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    return [name for name in ("numpy", "torch") if name in sys.modules]
+    unpinned = {lib: isa for lib, isa in kernels_in_use().items() if isa in ("X86_V4", "AVX512")}
+    if unpinned:
+        warnings.warn(f"{', '.join(unpinned)} loaded before the harness and runs AVX-512 kernels: results will not "
+                      f"be bit-identical to other machine classes; import lumina (or aria, groundtruth, execution) "
+                      f"before numpy and torch, or set {NATIVE_FLAG}=1 to accept native kernels", stacklevel=2)
 
 
 def kernels_in_use() -> dict[str, str]:

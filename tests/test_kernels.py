@@ -51,3 +51,14 @@ def test_a_variable_the_user_set_is_kept():
 def test_the_native_flag_keeps_each_librarys_own_choice():
     kernels = kernels_of_a_fresh_process(**{NATIVE_FLAG: "1"})
     assert kernels["numpy"] == "X86_V4" and kernels["torch"] == "AVX512"
+
+
+@pytest.mark.skipif(not AVX512, reason="numpy runs wider kernels than the pin only on AVX-512 CPUs")
+def test_importing_numpy_before_the_harness_is_warned_about():
+    env = {k: v for k, v in os.environ.items() if k not in PINNED_ENVIRONMENT and k != NATIVE_FLAG}
+    run = subprocess.run([sys.executable, "-c", "import numpy, lumina"], env=env, capture_output=True, text=True,
+                         check=True)
+    assert "numpy loaded before the harness and runs AVX-512 kernels" in run.stderr
+    quiet = subprocess.run([sys.executable, "-c", "import lumina, numpy"], env=env, capture_output=True, text=True,
+                           check=True)
+    assert "AVX-512" not in quiet.stderr
