@@ -45,7 +45,7 @@ results: install
 	$(PY) -m experiments.codec_probe paths.results=results/seed0
 	$(PY) -m experiments.seeds seeds.seeds="[$(shell echo $(SEEDS) | tr ' ' ',')]"
 	$(PY) -m experiments.self_influence paths.results=results/seed0
-	$(PY) -m experiments.causal_verification +method=lumina paths.results=results/seed0
+	$(PY) -m experiments.causal_verification paths.results=results/seed0
 	$(PY) -m experiments.replication replication.seeds="[$(shell echo $(SEEDS) | tr ' ' ',')]"
 	PY=$(PY) scripts/symbolic_study.sh
 
