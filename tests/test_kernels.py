@@ -21,10 +21,15 @@ REPORT = "import json, lumina, numpy, scipy.linalg, torch; from execution.kernel
          "print(json.dumps(kernels_in_use()))"
 
 
+def unpinned_environment() -> dict[str, str]:
+    """This process's environment without the pin's variables and the opt-out flag."""
+    return {k: v for k, v in os.environ.items() if k not in PINNED_ENVIRONMENT and k != NATIVE_FLAG}
+
+
 def kernels_of_a_fresh_process(**environment: str) -> dict[str, str]:
     """kernels_in_use() of a new interpreter that imports lumina first, with `environment` on top of a clean one."""
-    env = {k: v for k, v in os.environ.items() if k not in PINNED_ENVIRONMENT and k != NATIVE_FLAG}
-    out = subprocess.run([sys.executable, "-c", REPORT], env={**env, **environment}, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", REPORT], env={**unpinned_environment(), **environment},
+                         capture_output=True,
                          text=True, check=True).stdout
     return json.loads(out.splitlines()[-1])
 
@@ -55,7 +60,7 @@ def test_the_native_flag_keeps_each_librarys_own_choice():
 
 @pytest.mark.skipif(not AVX512, reason="numpy runs wider kernels than the pin only on AVX-512 CPUs")
 def test_importing_numpy_before_the_harness_is_warned_about():
-    env = {k: v for k, v in os.environ.items() if k not in PINNED_ENVIRONMENT and k != NATIVE_FLAG}
+    env = unpinned_environment()
     run = subprocess.run([sys.executable, "-c", "import numpy, lumina"], env=env, capture_output=True, text=True,
                          check=True)
     assert "numpy loaded before the harness and runs AVX-512 kernels" in run.stderr
