@@ -48,7 +48,7 @@ def setup(method: str, overrides: list[str]):
     """Config, manifest and generator loader of the embedded default with `+method=method` (in this process)."""
     from hydra import compose, initialize_config_dir
 
-    from lumina.context import configure_runtime, generator_loader, load_corpus
+    from lumina.configure import configure_runtime, generator_loader, load_corpus
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"+method={method}", *overrides])
@@ -60,7 +60,7 @@ def setup(method: str, overrides: list[str]):
 def context(cfg, manifest, load, cache_dir: Path):
     from omegaconf import OmegaConf
 
-    from lumina.context import Layout, method_context
+    from lumina.configure import Layout, method_context
 
     where = Layout(cache_dir.parent, Path(cfg.paths.runs), "benchmark")
     return method_context(manifest, OmegaConf.to_container(cfg.method, resolve=True), where, load,
@@ -88,13 +88,13 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
     """Part 2, in a fresh process: `variant` ('project' or 'dattri') of `method` on the subset; scores to `out`."""
     import torch
 
-    from lumina.baselines import block_projected as blockif
-    from lumina.baselines.gradient_similarity import inner_product_scores
-    from lumina.baselines.items import batch_fields, loader
-    from lumina.baselines.trak import trak
-    from lumina.baselines.weights import load_weights, make_task, restored, weights_copy
-    from lumina.generator.capture import only_requiring_grad
+    from lumina.methods.baselines import block_projected as blockif
+    from lumina.methods.baselines.gradient_similarity import inner_product_scores
+    from lumina.methods.baselines.items import batch_fields, loader
+    from lumina.methods.baselines.trak import trak
+    from lumina.methods.baselines.weights import load_weights, make_task, restored, weights_copy
     from lumina.methods.gradient import load_corpus
+    from lumina.models.capture import only_requiring_grad
 
     cfg, manifest, load = setup(method, overrides)
     with tempfile.TemporaryDirectory() as tmp:

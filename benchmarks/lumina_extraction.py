@@ -8,7 +8,7 @@ Extraction, with the truncated backward (only the captured layers and what lies 
 backward (every LM parameter requires grad): seconds per track, gradient tokens per second (code tokens
 predicted in the backward passes, K · T per chunk) and the peak resident memory of the extraction (each
 variant in a fresh process; Linux VmHWM after a reset, minus the resident size before extracting).
-Similarity step: `lumina.report.attribute` for one query (cosine, kernel regression, STS, z_noise,
+Similarity step: `lumina.methods.lumina.attribution.attribute` for one query (cosine, kernel regression, STS, z_noise,
 confidence, LIP, gate and shares, both channels) against 99 and 100,000 stored signatures (random unit
 vectors of the real dimension, 10 controls); its one-off preparation (kernel factor, calibration) apart;
 wall time (median and minimum of 20) and process CPU time per call (with `OPENBLAS_NUM_THREADS=1`, as the
@@ -48,9 +48,9 @@ def measure_extraction(model_dir: str, audio_paths: list[str], texts: list[str],
     tokens and memory of the others."""
     import torch
 
-    from lumina.audio import load_audio
-    from lumina.generator.musicgen import MusicgenGenerator
-    from lumina.signatures import SignatureConfig, signatures_from_gradients, track_gradients
+    from lumina.data.audio import load_audio
+    from lumina.methods.lumina.signatures import SignatureConfig, signatures_from_gradients, track_gradients
+    from lumina.models.musicgen import MusicgenGenerator
 
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
@@ -79,9 +79,9 @@ def measure_extraction(model_dir: str, audio_paths: list[str], texts: list[str],
 
 def similarity_timing(dims: dict[str, int], options: dict, sizes=SIMILARITY_SIZES) -> list[dict]:
     """Time `prepare` and `attribute` on random databases of each size."""
-    from lumina.database import SignatureDatabase
-    from lumina.report import attribute, prepare
-    from lumina.signature_scoring import ScoringConfig
+    from lumina.methods.lumina.attribution import attribute, prepare
+    from lumina.methods.lumina.database import SignatureDatabase
+    from lumina.methods.lumina.scoring import ScoringConfig
 
     rng = np.random.default_rng(0)
     scoring = ScoringConfig.from_options(options)
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_intermixed_args(argv)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=["+method=lumina", *args.overrides])
-    from lumina.context import configure_runtime, generator_loader, load_corpus
-    from lumina.signatures import SignatureConfig, signature_dims
+    from lumina.configure import configure_runtime, generator_loader, load_corpus
+    from lumina.methods.lumina.signatures import SignatureConfig, signature_dims
 
     configure_runtime(cfg)
     options = OmegaConf.to_container(cfg.method, resolve=True)

@@ -31,9 +31,9 @@ from omegaconf import OmegaConf
 
 from execution import ParallelOptions, configure, parallel_map
 from groundtruth.study import run_subsets
-from lumina.context import generator_loader, load_corpus
-from lumina.database import build_database, manifest_tracks
-from lumina.signatures import SignatureConfig
+from lumina.configure import generator_loader, load_corpus
+from lumina.methods.lumina.database import build_database, manifest_tracks
+from lumina.methods.lumina.signatures import SignatureConfig
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 OUT = Path("outputs/benchmarks/ray_scaling")
@@ -66,7 +66,7 @@ def warm_worker(seconds: float) -> int:
     """A task that imports what the measured tasks import and holds its worker for `seconds`, so that every
     worker process is started before the clock starts."""
     import groundtruth.study  # noqa: F401  (torch, transformers and the generator code)
-    import lumina.database  # noqa: F401
+    import lumina.methods.lumina.database  # noqa: F401
 
     time.sleep(seconds)
     return os.getpid()

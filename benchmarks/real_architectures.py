@@ -101,12 +101,12 @@ def profile(size: str, tracks: int, threads: int, device: str, skip: tuple[str, 
 
     import torch
 
-    from lumina.baselines.block_projected import block_projected
-    from lumina.baselines.gradients import example_rows, project
-    from lumina.device import Placement
-    from lumina.generator.architectures import build_architecture
-    from lumina.generator.protocol import Item
-    from lumina.signatures import SignatureConfig, track_gradients
+    from lumina.methods.baselines.block_projected import block_projected
+    from lumina.methods.baselines.gradients import example_rows, project
+    from lumina.methods.lumina.signatures import SignatureConfig, track_gradients
+    from lumina.models.architectures import build_architecture
+    from lumina.models.protocol import Item
+    from lumina.runs.device import Placement
 
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)

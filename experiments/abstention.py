@@ -3,7 +3,7 @@
     python -m experiments.abstention
     python -m experiments.abstention abstention.results=results/seed0
 
-Per setting: the signals of every query (lumina.abstention), the rule chosen and fitted on the calibration half
+Per setting: the signals of every query (lumina.methods.attributable), the rule chosen and fitted on the calibration half
 (near-copies against held-out and out-of-domain queries), its rates on the evaluation half, and the per-query
 verdicts written into the run folder (`abstention.csv`, joined by Aria's per-query table). For LUMINA, the
 false-share rate of each gate before and after abstention. Writes `abstention.{md,csv}` and
@@ -30,13 +30,13 @@ from groundtruth.abstention import (
     write_flags,
 )
 from groundtruth.judge import find_matrices
-from groundtruth.report import write_abstention_report
-from lumina.cli import one_line_errors
-from lumina.context import configure_runtime, generator_loader, layout, load_corpus
-from lumina.database import manifest_tracks, read_database
-from lumina.errors import ParameterError
-from lumina.methods.lumina import database_path, signature_store
+from groundtruth.tables import write_abstention_report
+from lumina.configure import configure_runtime, generator_loader, layout, load_corpus
+from lumina.methods.lumina.database import manifest_tracks, read_database
+from lumina.methods.lumina.method import database_path, signature_store
 from lumina.methods.options import LuminaOptions
+from lumina.runs.cli import one_line_errors
+from lumina.runs.errors import ParameterError
 
 
 @hydra.main(config_path="../conf", config_name="abstention", version_base="1.3")

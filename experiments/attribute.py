@@ -21,15 +21,15 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lumina.cli import one_line_errors
-from lumina.context import configure_runtime, generator_loader, load_corpus
-from lumina.database import manifest_tracks, read_database
-from lumina.device import placement_from
-from lumina.errors import AudioError, ParameterError
-from lumina.methods.lumina import database_path, signature_store
+from lumina.configure import configure_runtime, generator_loader, load_corpus
+from lumina.methods.lumina.attribution import attribute_file, database_generator, track_name, write_report
+from lumina.methods.lumina.database import manifest_tracks, read_database
+from lumina.methods.lumina.method import database_path, signature_store
+from lumina.methods.lumina.scoring import ScoringConfig
 from lumina.methods.options import LuminaOptions
-from lumina.report import attribute_file, database_generator, track_name, write_report
-from lumina.signature_scoring import ScoringConfig
+from lumina.runs.cli import one_line_errors
+from lumina.runs.device import placement_from
+from lumina.runs.errors import AudioError, ParameterError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -24,16 +24,16 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from lumina.causal import ROLES, choose_queries, pass_rates, plan, verdict
-from lumina.cli import one_line_errors
-from lumina.context import build_context, configure_runtime
-from lumina.database import build_database, manifest_tracks
-from lumina.errors import ParameterError
-from lumina.methods.lumina import channel_matrix, database_path
+from lumina.configure import build_context, configure_runtime
+from lumina.methods.lumina.causal import ROLES, choose_queries, pass_rates, plan, verdict
+from lumina.methods.lumina.database import build_database, manifest_tracks
+from lumina.methods.lumina.method import channel_matrix, database_path
+from lumina.methods.lumina.scoring import cosine_scores
+from lumina.methods.lumina.signatures import SignatureConfig
+from lumina.methods.lumina.stats import population, sts
 from lumina.methods.options import LuminaOptions
-from lumina.signature_scoring import cosine_scores
-from lumina.signatures import SignatureConfig
-from lumina.stats import population, sts
+from lumina.runs.cli import one_line_errors
+from lumina.runs.errors import ParameterError
 
 COLUMNS = ["query", "kind", "role", "measured", "removed", "planted", "rank_before", "cosine_before", "cosine_after",
            "sigma", "drop", "drop_sigmas", "passed", "sts_before", "sts_after", "rank_after", "model"]

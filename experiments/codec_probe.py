@@ -12,12 +12,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lumina.cli import one_line_errors
-from lumina.codecs.probe import probe
-from lumina.context import configure_runtime, load_corpus
-from lumina.generator.codes import encode_tracks
-from lumina.generator.embedded import EmbeddedModelConfig, fit_codec
-from lumina.provenance import command_line
+from lumina.configure import configure_runtime, load_corpus
+from lumina.models.codecs.probe import probe
+from lumina.models.codes import encode_tracks
+from lumina.models.embedded_recipe import EmbeddedModelConfig, fit_codec
+from lumina.runs.cli import one_line_errors
+from lumina.runs.provenance import command_line
 
 
 def codec_probe(cfg: DictConfig) -> list[dict]:

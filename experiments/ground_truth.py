@@ -27,11 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 from groundtruth.agreement import aria_vs_truth
 from groundtruth.judge import judge_runs, lumina_channels
 from groundtruth.planted import chance_levels, planted_effects
-from groundtruth.report import write_influence_report, write_results
 from groundtruth.study import open_study
-from lumina.cli import one_line_errors
-from lumina.context import configure_runtime, layout, load_corpus
-from lumina.device import placement_from
+from groundtruth.tables import write_influence_report, write_results
+from lumina.configure import configure_runtime, layout, load_corpus
+from lumina.runs.cli import one_line_errors
+from lumina.runs.device import placement_from
 
 CHANNEL_NAMES = ("rhythm", "harmony", "timbre")
 """Aria's evidence channels whose homogeneity z is compared with the truth."""

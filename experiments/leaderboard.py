@@ -20,8 +20,8 @@ from aria.diagnose import AriaSettings
 from aria.errors import AriaError
 from aria.features import FeatureSettings
 from aria.leaderboard import run_leaderboard
-from lumina.cli import one_line_errors
-from lumina.context import experiment_runs
+from lumina.configure import experiment_runs
+from lumina.runs.cli import one_line_errors
 
 
 def settings_from(cfg: DictConfig) -> tuple[AriaSettings, FeatureSettings]:

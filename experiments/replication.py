@@ -27,8 +27,8 @@ from groundtruth.replication import (
     top_overlap,
     top_tracks,
 )
-from groundtruth.report import write_replication_report
-from lumina.cli import one_line_errors
+from groundtruth.tables import write_replication_report
+from lumina.runs.cli import one_line_errors
 
 
 def seed_runs(cfg: DictConfig, seed: int) -> Path | None:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aria.channels import get_channel_set
 from aria.features import FeatureSettings
-from lumina.cli import one_line_errors
+from lumina.runs.cli import one_line_errors
 from lumina.site import SiteOptions, build_site
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from lumina.cli import one_line_errors
-from lumina.context import build_context, configure_runtime
+from lumina.configure import build_context, configure_runtime
 from lumina.methods import get_method, write_results
+from lumina.runs.cli import one_line_errors
 
 
 def run(cfg: DictConfig) -> list[Path]:

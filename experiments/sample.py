@@ -13,8 +13,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from lumina.context import configure_runtime, generator_loader, load_corpus
-from lumina.symbolic.recipe import write_generated
+from lumina.configure import configure_runtime, generator_loader, load_corpus
+from lumina.models.music_transformer_recipe import write_generated
 
 
 @hydra.main(config_path="../conf", config_name="sample", version_base="1.3")

@@ -19,9 +19,9 @@ import hydra
 from omegaconf import DictConfig
 
 from execution import parallel_map
-from lumina.cli import one_line_errors
-from lumina.context import configure_parallel
-from lumina.errors import ParameterError
+from lumina.configure import configure_parallel
+from lumina.runs.cli import one_line_errors
+from lumina.runs.errors import ParameterError
 
 STUDY = Path(__file__).resolve().parents[1] / "scripts" / "study.sh"
 

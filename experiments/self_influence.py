@@ -22,14 +22,14 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from lumina.baselines.gradients import digest
-from lumina.baselines.unlearning import unlearning_scores
-from lumina.baselines.weights import restored
-from lumina.cli import one_line_errors
-from lumina.context import build_context, configure_runtime
+from lumina.configure import build_context, configure_runtime
 from lumina.methods import gradient
 from lumina.methods.base import RunContext
+from lumina.methods.baselines.gradients import digest
+from lumina.methods.baselines.unlearning import unlearning_scores
+from lumina.methods.baselines.weights import restored
 from lumina.methods.options import UnlearningOptions
+from lumina.runs.cli import one_line_errors
 
 SOURCE_TABLE = (
     "For comparison, the unlearning source's Table 1 (docs/sources.md; a latent DiT, 40 samples, mean R(z_tar)): "

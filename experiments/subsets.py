@@ -17,9 +17,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from groundtruth.study import open_study, timing_summary
-from lumina.cli import one_line_errors
-from lumina.context import configure_runtime, load_corpus
-from lumina.device import placement_from
+from lumina.configure import configure_runtime, load_corpus
+from lumina.runs.cli import one_line_errors
+from lumina.runs.device import placement_from
 
 
 @hydra.main(config_path="../conf", config_name="ground_truth", version_base="1.3")

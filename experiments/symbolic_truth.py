@@ -25,10 +25,10 @@ from groundtruth.agreement import RELIABILITY, attach_aria, diagnostics_against_
 from groundtruth.judge import judge_runs
 from groundtruth.lds import own_effect_to_spread
 from groundtruth.planted import planted_effects
-from groundtruth.report import symbolic_tables
 from groundtruth.study import Study, load_study, study_folder
-from lumina.context import configure_runtime, layout, load_corpus
-from lumina.errors import ParameterError
+from groundtruth.tables import symbolic_tables
+from lumina.configure import configure_runtime, layout, load_corpus
+from lumina.runs.errors import ParameterError
 
 
 def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, Study]:
@@ -58,7 +58,7 @@ def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, Study]:
 
 def symbolic_truth(cfg: DictConfig, command: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Write `ground_truth.csv`, `planted_influence.csv` and `table1.csv` (each row stamped with `command`) and
-    `tables.md` (`groundtruth.report.symbolic_tables`) into `symbolic.results`; returns the three tables."""
+    `tables.md` (`groundtruth.tables.symbolic_tables`) into `symbolic.results`; returns the three tables."""
     table, effects, study = judged(cfg)
     train = study.train_ids
     targets = pd.DataFrame([  # can each LDS target show a window's influence on itself at all?

@@ -13,10 +13,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from lumina.cli import one_line_errors
-from lumina.context import configure_runtime, generator_loader, load_corpus
-from lumina.generator.codes import encode_tracks
-from lumina.generator.training import checkpoint_curve
+from lumina.configure import configure_runtime, generator_loader, load_corpus
+from lumina.models.codes import encode_tracks
+from lumina.models.training import checkpoint_curve
+from lumina.runs.cli import one_line_errors
 
 
 def summary(record: dict) -> str:

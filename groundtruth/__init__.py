@@ -6,7 +6,7 @@ reading of it) agrees with them.
 - `groundtruth.planted`: planted-source retrieval, its chance levels, and the planted sources' measured influence.
 - `groundtruth.judge`: every method run against the truth; LUMINA's channels on their own kind of source.
 - `groundtruth.agreement`: Aria's diagnostics versus the truth.
-- `groundtruth.report`: the Markdown and CSV reports and the findings in plain sentences.
+- `groundtruth.tables`: the Markdown and CSV reports and the findings in plain sentences.
 
 May import `lumina` (the generator, the manifest), `aria` (its readers and diagnostics) and `execution`;
 `aria` never imports this package.

@@ -16,7 +16,8 @@ import pandas as pd
 
 from aria.io import ScoreArtefact
 from aria.normalize import track_scores
-from lumina.abstention import (
+from lumina.data.manifest import Manifest
+from lumina.methods.attributable import (
     DIRECTIONS,
     HALVES,
     NEGATIVE_KINDS,
@@ -29,7 +30,6 @@ from lumina.abstention import (
     roc,
     split_halves,
 )
-from lumina.manifest import Manifest
 
 QUERIES_FILE = "abstention.csv"
 """Per-query verdicts written into each run folder (Aria's per-query table joins them)."""
@@ -115,8 +115,8 @@ def write_flags(flags: pd.DataFrame, run_dir: Path) -> Path:
 
 def lumina_reference_tops(db) -> dict[str, np.ndarray]:
     """Top cosine (over training songs) of each control track in LUMINA's cosine settings: {setting: (C,)}."""
-    from lumina.methods.lumina import channel_matrix
-    from lumina.signature_scoring import unit_rows
+    from lumina.methods.lumina.method import channel_matrix
+    from lumina.methods.lumina.scoring import unit_rows
 
     train, controls = db.ids("train"), db.ids("control")
     out = {}
@@ -131,8 +131,8 @@ def lumina_gate_shares(db, queries: pd.DataFrame, gates: Sequence[str]) -> pd.Da
     rows (query_id, kind, half, gate, channel, any_share)."""
     from dataclasses import replace
 
-    from lumina.report import attribute, prepare
-    from lumina.signature_scoring import ScoringConfig
+    from lumina.methods.lumina.attribution import attribute, prepare
+    from lumina.methods.lumina.scoring import ScoringConfig
 
     rows = []
     present = set(db.ids("query"))
@@ -153,10 +153,10 @@ def lumina_empty_description_z(db, generator, manifest: Manifest, queries: pd.Da
                                reference_tops: Mapping[str, np.ndarray]) -> pd.DataFrame:
     """`reference_z` of each query's LUMINA signature extracted with the empty description instead of its own
     (the user who does not know the prompt): rows query_id, setting (lumina-P | lumina-M), reference_z."""
-    from lumina.audio import load_audio
-    from lumina.methods.lumina import channel_matrix
-    from lumina.signature_scoring import unit_rows
-    from lumina.signatures import SignatureConfig, Skipped, signature
+    from lumina.data.audio import load_audio
+    from lumina.methods.lumina.method import channel_matrix
+    from lumina.methods.lumina.scoring import unit_rows
+    from lumina.methods.lumina.signatures import SignatureConfig, Skipped, signature
 
     config = SignatureConfig.from_options(db.provenance)
     train = {c: unit_rows(channel_matrix(db, c, db.ids("train"))) for c in ("P", "M")}
@@ -198,7 +198,7 @@ def description_effect(flags: pd.DataFrame, empty: pd.DataFrame, *, max_false_ra
 def track_losses(generator, manifest: Manifest, cache: Path) -> dict[str, float]:
     """Each track's teacher-forcing loss under `generator` (the `loss_z` signal's input), codes from the cache."""
     from groundtruth.study import study_losses
-    from lumina.generator.codes import encode_tracks
+    from lumina.models.codes import encode_tracks
 
     ids = manifest.table["track_id"].tolist()
     codes = encode_tracks(generator.codec, manifest, ids, Path(cache), progress=False)

@@ -36,8 +36,8 @@ from groundtruth.planted import (
     top_ranked_effects,
 )
 from groundtruth.study import Study
-from lumina.errors import ParameterError
-from lumina.manifest import QUERY_KINDS, Manifest
+from lumina.data.manifest import QUERY_KINDS, Manifest
+from lumina.runs.errors import ParameterError
 
 TOP_RANKED = (1, 10)
 """k of the top-ranked in-vs-out check: the method's first track, and its first ten."""

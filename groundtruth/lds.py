@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from dattri.metric import lds as dattri_lds
 
-from lumina.errors import ParameterError
+from lumina.runs.errors import ParameterError
 
 
 def track_matrix(scores: np.ndarray, segment_track: Sequence[str], train_ids: Sequence[str]) -> np.ndarray:

@@ -20,7 +20,7 @@ from scipy import stats
 from scipy.special import comb
 
 from groundtruth.study import Study
-from lumina.manifest import Manifest
+from lumina.data.manifest import Manifest
 
 PLANTED_KINDS = ("near_copy", "composition", "production", "sample")
 

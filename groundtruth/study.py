@@ -3,7 +3,7 @@ full model's recipe on a random fraction of the training tracks, and every track
 each of them.
 
 Subset m is drawn from its own generator seeded with (subset_seed, m), so growing M keeps the models already
-trained. Each model is trained by the generator loader (`lumina.context.model_loader`) and cached (shared with
+trained. Each model is trained by the generator loader (`lumina.configure.model_loader`) and cached (shared with
 every other experiment that trains on the same subset); each finished model writes `models/mNNN.json` (subset,
 seeds, losses, seconds) into the study folder. An interrupted study picks up where it stopped: finished models
 are read back, a model cut off mid-training resumes from its last resume point. Worker processes run with one
@@ -25,14 +25,14 @@ from tqdm.auto import tqdm
 
 from execution import options as parallel_options
 from execution import parallel_map
-from lumina.context import model_loader
-from lumina.device import REFERENCE, Placement
-from lumina.errors import ParameterError
-from lumina.generator.codes import encode_tracks
-from lumina.generator.protocol import Generator, Item
-from lumina.generator.teacher_forcing import pad_clips
-from lumina.manifest import Manifest
-from lumina.provenance import machine
+from lumina.configure import model_loader
+from lumina.data.manifest import Manifest
+from lumina.models.codes import encode_tracks
+from lumina.models.protocol import Generator, Item
+from lumina.models.teacher_forcing import pad_clips
+from lumina.runs.device import REFERENCE, Placement
+from lumina.runs.errors import ParameterError
+from lumina.runs.provenance import machine
 
 PLAN_FILE = "plan.json"
 MODELS_DIR = "models"

@@ -8,8 +8,8 @@ import pytest
 from omegaconf import OmegaConf
 
 import execution  # noqa: F401  (first: pins numpy's and torch's kernels before they load, execution/kernels.py)
-from lumina.corpus import build_corpus
-from lumina.manifest import Manifest
+from lumina.data.corpus import build_corpus
+from lumina.data.manifest import Manifest
 
 REPO = Path(__file__).resolve().parents[1]
 

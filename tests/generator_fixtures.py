@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lumina.codecs.embedded import EmbeddedCodec, EmbeddedCodecConfig
-from lumina.generator.musicgen import LMConfig, MusicgenGenerator, build_musicgen
-from lumina.generator.text import WordTokenizer
+from lumina.models.codecs.chroma_mel import EmbeddedCodec, EmbeddedCodecConfig
+from lumina.models.musicgen import LMConfig, MusicgenGenerator, build_musicgen
+from lumina.models.text import WordTokenizer
 
 SR = 32000
 TINY_CODEC = EmbeddedCodecConfig(pitch_codebook_size=8, codebook_size=16, n_mels=32, kmeans_iterations=20)

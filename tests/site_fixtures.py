@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from lumina.score_matrix import ScoreMatrix, write_run
+from lumina.runs.score_matrix import ScoreMatrix, write_run
 
 SR = 16000
 TRAIN = [f"t{i:04d}" for i in range(6)]

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from groundtruth.abstention import evaluate_setting, gate_rates
-from lumina.abstention import (
+from lumina.methods.attributable import (
     AbstentionRule,
     choose_rule,
     column_signals,
@@ -20,13 +20,13 @@ from lumina.abstention import (
     roc,
     split_halves,
 )
-from lumina.database import Track, build_database
-from lumina.errors import ParameterError
-from lumina.generator.embedded import EmbeddedModelConfig, train_embedded
-from lumina.generator.training import TrainConfig
-from lumina.report import attribute_file, to_markdown
-from lumina.signature_scoring import ScoringConfig
-from lumina.signatures import SignatureConfig
+from lumina.methods.lumina.attribution import attribute_file, to_markdown
+from lumina.methods.lumina.database import Track, build_database
+from lumina.methods.lumina.scoring import ScoringConfig
+from lumina.methods.lumina.signatures import SignatureConfig
+from lumina.models.embedded_recipe import EmbeddedModelConfig, train_embedded
+from lumina.models.training import TrainConfig
+from lumina.runs.errors import ParameterError
 from tests.generator_fixtures import TINY_CODEC, TINY_LM
 
 
@@ -219,10 +219,10 @@ def test_the_study_pipeline_on_lumina_signatures(tiny_attribution, tmp_path) -> 
         setting_signals,
         write_flags,
     )
-    from groundtruth.report import write_abstention_report
-    from lumina.methods.lumina import channel_matrix
-    from lumina.score_matrix import ScoreMatrix, write_run
-    from lumina.signature_scoring import cosine_scores
+    from groundtruth.tables import write_abstention_report
+    from lumina.methods.lumina.method import channel_matrix
+    from lumina.methods.lumina.scoring import cosine_scores
+    from lumina.runs.score_matrix import ScoreMatrix, write_run
 
     manifest, generator, db = tiny_attribution
     queries = query_table(manifest, list(PIPELINE_QUERIES), seed=0)

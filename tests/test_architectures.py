@@ -14,8 +14,8 @@ import torch
 from omegaconf import OmegaConf
 
 from benchmarks.real_architectures import forward_flops
-from lumina.context import model_loader
-from lumina.errors import ParameterError
+from lumina.configure import model_loader
+from lumina.runs.errors import ParameterError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 

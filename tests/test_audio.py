@@ -1,4 +1,4 @@
-"""Audio input (lumina.audio): bad files raise AudioError naming the file and the fix; conversions are exact."""
+"""Audio input (lumina.data.audio): bad files raise AudioError naming the file and the fix; conversions are exact."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lumina.audio import chunk_bounds, load_audio, rms_dbfs, save_audio
-from lumina.errors import AudioError, ParameterError
+from lumina.data.audio import chunk_bounds, load_audio, rms_dbfs, save_audio
+from lumina.runs.errors import AudioError, ParameterError
 
 SR = 32000
 

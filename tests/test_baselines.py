@@ -8,16 +8,16 @@ import torch
 from dattri.algorithm import FactGraSSAttributor, LoGraAttributor, TracInAttributor, TRAKAttributor
 from dattri.task import AttributionTask
 
-from lumina.baselines.block_projected import block_projected, linear_layers
-from lumina.baselines.gradient_similarity import inner_product_scores
-from lumina.baselines.gradients import example_rows, per_example_gradients
-from lumina.baselines.items import batch_fields, loader, loud_frames
-from lumina.baselines.trak import trak
-from lumina.baselines.unlearning import prepare, segment_losses, unlearning_scores
-from lumina.baselines.weights import load_weights, make_task, weights_copy
-from lumina.generator.capture import capture_gradients, only_requiring_grad
-from lumina.generator.protocol import Item
-from lumina.generator.training import save_checkpoint
+from lumina.methods.baselines.block_projected import block_projected, linear_layers
+from lumina.methods.baselines.gradient_similarity import inner_product_scores
+from lumina.methods.baselines.gradients import example_rows, per_example_gradients
+from lumina.methods.baselines.items import batch_fields, loader, loud_frames
+from lumina.methods.baselines.trak import trak
+from lumina.methods.baselines.unlearning import prepare, segment_losses, unlearning_scores
+from lumina.methods.baselines.weights import load_weights, make_task, weights_copy
+from lumina.models.capture import capture_gradients, only_requiring_grad
+from lumina.models.protocol import Item
+from lumina.models.training import save_checkpoint
 from tests.generator_fixtures import DESCRIPTIONS, tiny_generator, tone
 
 

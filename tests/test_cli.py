@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lumina.cli import EXIT_STATUS, one_line_errors
-from lumina.errors import AudioError
+from lumina.runs.cli import EXIT_STATUS, one_line_errors
+from lumina.runs.errors import AudioError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,13 +13,13 @@ import pytest
 import torch
 from transformers import EncodecConfig, EncodecModel, PreTrainedTokenizerFast
 
-from lumina.audio import load_audio
-from lumina.codecs import load_codec
-from lumina.codecs.embedded import EmbeddedCodec, EmbeddedCodecConfig
-from lumina.codecs.encodec import EncodecCodec
-from lumina.codecs.probe import chance_rate, probe, recovery_rate
-from lumina.corpus import build_corpus
-from lumina.generator.musicgen import MusicgenGenerator, build_musicgen
+from lumina.data.audio import load_audio
+from lumina.data.corpus import build_corpus
+from lumina.models.codecs import load_codec
+from lumina.models.codecs.chroma_mel import EmbeddedCodec, EmbeddedCodecConfig
+from lumina.models.codecs.encodec import EncodecCodec
+from lumina.models.codecs.probe import chance_rate, probe, recovery_rate
+from lumina.models.musicgen import MusicgenGenerator, build_musicgen
 from tests.conftest import data_config
 from tests.generator_fixtures import TINY_CODEC, TINY_LM, tone
 
@@ -80,7 +80,7 @@ def test_embedded_codec_shapes_range_and_determinism(tiny_codec, tmp_path):
 
 
 FIT_IN_CHILD = """
-from lumina.codecs.embedded import EmbeddedCodec, EmbeddedCodecConfig
+from lumina.models.codecs.chroma_mel import EmbeddedCodec, EmbeddedCodecConfig
 from tests.generator_fixtures import tone
 audios = [tone([110 * 2 ** (i / 7), 165 * 2 ** (i / 5)], seconds=2.0, seed=i) for i in range(12)]
 codec = EmbeddedCodec.fit(audios, EmbeddedCodecConfig(pitch_codebook_size=32, codebook_size=64))
@@ -151,7 +151,7 @@ def test_musicgen_small_layout_loads_with_its_encodec_and_tokenizer(tmp_path):
 
 
 def test_missing_checkpoint_directory_is_a_clear_error(tmp_path):
-    from lumina.errors import CheckpointError
+    from lumina.runs.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="no config.json"):
         MusicgenGenerator.load(tmp_path / "nowhere")

@@ -17,13 +17,14 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from lumina.corpus import build_corpus, corpus_dir, folder
-from lumina.corpus.embedded import drop_quiet
-from lumina.corpus.music21_pieces import note_coverage, parse_piece, unusable_reason
-from lumina.corpus.plan import check_design
-from lumina.corpus.render import quiet_fraction
-from lumina.errors import CorpusError, ParameterError
-from lumina.manifest import QUERY_KINDS, Manifest
+from lumina.data import folder
+from lumina.data.corpus import build_corpus, corpus_dir
+from lumina.data.manifest import QUERY_KINDS, Manifest
+from lumina.data.music21_corpus import drop_quiet
+from lumina.data.music21_pieces import note_coverage, parse_piece, unusable_reason
+from lumina.data.plan import check_design
+from lumina.data.render import quiet_fraction
+from lumina.runs.errors import CorpusError, ParameterError
 from tests.conftest import REPO, data_config
 
 SR = 32000
@@ -174,7 +175,7 @@ def test_same_seed_gives_identical_audio_in_another_process(tiny_corpus: Manifes
                                                              tmp_path: Path) -> None:
     script = (
         "import json, sys\n"
-        "from lumina.corpus import build_corpus\n"
+        "from lumina.data.corpus import build_corpus\n"
         "manifest = build_corpus(json.loads(sys.argv[1]), sys.argv[2], threads=1, progress=False)\n"
         "print(manifest.root)\n"
     )

@@ -12,18 +12,18 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lumina.baselines.gradient_similarity import inner_product_scores
-from lumina.baselines.gradients import per_example_gradients
-from lumina.context import Layout, method_context, model_loader
-from lumina.device import REFERENCE, Placement, placement_from, resolve_device, to_numpy
-from lumina.errors import ParameterError
-from lumina.generator.capture import capture_gradients
-from lumina.generator.embedded import EmbeddedModelConfig
-from lumina.generator.musicgen import MusicgenGenerator
-from lumina.generator.protocol import Item
-from lumina.generator.training import TrainConfig
+from lumina.configure import Layout, method_context, model_loader
 from lumina.methods import get_method
+from lumina.methods.baselines.gradient_similarity import inner_product_scores
+from lumina.methods.baselines.gradients import per_example_gradients
 from lumina.methods.options import METHOD_OPTIONS
+from lumina.models.capture import capture_gradients
+from lumina.models.embedded_recipe import EmbeddedModelConfig
+from lumina.models.musicgen import MusicgenGenerator
+from lumina.models.protocol import Item
+from lumina.models.training import TrainConfig
+from lumina.runs.device import REFERENCE, Placement, placement_from, resolve_device, to_numpy
+from lumina.runs.errors import ParameterError
 from tests.generator_fixtures import DESCRIPTIONS, TINY_CODEC, TINY_LM, tiny_generator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def test_no_device_is_named_outside_the_one_place_that_resolves_the_setting():
     offenders = []
     for package in LIBRARY:
         for path in sorted((REPO / package).rglob("*.py")):
-            if path == REPO / "lumina" / "device.py":
+            if path == REPO / "lumina" / "runs" / "device.py":
                 continue
             for number, line in enumerate(path.read_text().splitlines(), start=1):
                 if DEVICE_NAME.search(line):
@@ -186,7 +186,7 @@ def test_cuda_trains_and_runs_a_method_end_to_end(corpus, tmp_path):
 def test_the_symbolic_generator_follows_the_placement(device, tmp_path):
     """The MusicTransformer loads onto a placement: its losses and sampled tokens equal the reference's bit for
     bit on CPU float32, and bfloat16 tracks them."""
-    from lumina.symbolic.model import ArchConfig, MusicTransformerGenerator, build_model, sample
+    from lumina.models.music_transformer import ArchConfig, MusicTransformerGenerator, build_model, sample
     from tests.test_symbolic import TINY_ARCH
 
     saved = MusicTransformerGenerator(build_model(ArchConfig(**TINY_ARCH), 0)).save(tmp_path / "musictransformer")

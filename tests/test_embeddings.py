@@ -13,18 +13,18 @@ import pytest
 import soundfile as sf
 import torch
 
-from lumina.context import Layout, method_context
-from lumina.errors import CheckpointError, ParameterError
-from lumina.manifest import Manifest
+from lumina.configure import Layout, method_context
+from lumina.data.manifest import Manifest
 from lumina.methods import NotConfigured, RunContext, get_method
-from lumina.retrieval import (
+from lumina.methods.retrieval import (
     Encoder,
     cosine_matrix,
     embed_files,
     embed_waveform,
     load_encoder,
 )
-from lumina.score_matrix import ScoreMatrix
+from lumina.runs.errors import CheckpointError, ParameterError
+from lumina.runs.score_matrix import ScoreMatrix
 
 # -- audio the tests make themselves ------------------------------------------------------------------------
 
@@ -347,8 +347,7 @@ def context(manifest: Manifest, cache: Path, **options: object) -> RunContext:
 
 def test_embed_files_caches_per_file_and_workers_agree(tmp_path: Path, deepchroma: Encoder,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from lumina.retrieval import cache
-
+    from lumina.methods.retrieval import cache
     manifest = write_corpus(tmp_path)
     paths = {t: manifest.path_of(t) for t in manifest.table["track_id"]}
     partial = embed_files(deepchroma, dict(list(paths.items())[:2]), tmp_path / "cache", progress=False)

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from dattri.func.projection import random_project
 
-from lumina.baselines import block_projected as bp
-from lumina.device import REFERENCE
-from lumina.generator.protocol import Item
+from lumina.methods.baselines import block_projected as bp
+from lumina.models.protocol import Item
+from lumina.runs.device import REFERENCE
 from tests.generator_fixtures import DESCRIPTIONS, tiny_generator
 
 

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from lumina.generator.capture import (
+from lumina.models.capture import (
     LUMINA_TENSORS,
     capture_gradients,
     count_autograd_nodes,
     only_requiring_grad,
     per_clip_gradients,
 )
-from lumina.generator.musicgen import MusicgenGenerator
-from lumina.generator.teacher_forcing import delay_pattern
+from lumina.models.musicgen import MusicgenGenerator
+from lumina.models.teacher_forcing import delay_pattern
 from tests.generator_fixtures import DESCRIPTIONS, tiny_generator, tone
 
 

@@ -19,11 +19,11 @@ from experiments.ground_truth import ground_truth
 from groundtruth.lds import lds_per_query
 from groundtruth.planted import holm, two_way_effect
 from groundtruth.study import PLAN_FILE, Study, draw_subset, open_study
-from lumina.context import layout, load_corpus
-from lumina.generator import training
-from lumina.manifest import Manifest
-from lumina.provenance import machine
-from lumina.score_matrix import ScoreMatrix, write_run
+from lumina.configure import layout, load_corpus
+from lumina.data.manifest import Manifest
+from lumina.models import training
+from lumina.runs.provenance import machine
+from lumina.runs.score_matrix import ScoreMatrix, write_run
 from tests.generator_fixtures import tone
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -216,8 +216,7 @@ def test_ground_truth_command_on_the_tiny_study(study):
 
 def test_causal_verification_on_the_tiny_corpus_and_its_rerun_from_the_caches(corpus, tmp_path, monkeypatch):
     from experiments.causal_verification import verify
-    from lumina.generator import embedded
-
+    from lumina.models import embedded_recipe as embedded
     cfg = tiny_cfg(corpus, tmp_path, "causal.queries=2", config_name="causal_verification")
     rows = verify(cfg)
     assert [(r["query"], r["role"]) for r in rows] == [(q, role) for q in ("q_nc_0", "q_comp_0")

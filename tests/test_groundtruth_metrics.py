@@ -31,8 +31,8 @@ from groundtruth.planted import (
     top_k_precision,
     two_way_effect,
 )
-from lumina.errors import ParameterError
-from lumina.score_matrix import ScoreMatrix, write_run
+from lumina.runs.errors import ParameterError
+from lumina.runs.score_matrix import ScoreMatrix, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

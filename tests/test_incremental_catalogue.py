@@ -14,17 +14,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lumina import database
-from lumina.audio import save_audio
-from lumina.context import Layout, method_context
-from lumina.database import build_database, manifest_tracks, read_database
-from lumina.manifest import Manifest
+from lumina.configure import Layout, method_context
+from lumina.data.audio import save_audio
+from lumina.data.manifest import Manifest
 from lumina.methods import get_method
-from lumina.methods.lumina import database_path, signature_store
+from lumina.methods.lumina import database
+from lumina.methods.lumina.attribution import attribute_file, to_markdown
+from lumina.methods.lumina.database import build_database, manifest_tracks, read_database
+from lumina.methods.lumina.method import database_path, signature_store
+from lumina.methods.lumina.scoring import ScoringConfig
+from lumina.methods.lumina.signatures import SignatureConfig
 from lumina.methods.options import LuminaOptions
-from lumina.report import attribute_file, to_markdown
-from lumina.signature_scoring import ScoringConfig
-from lumina.signatures import SignatureConfig
 from tests.generator_fixtures import SR, tone
 from tests.test_lumina_extraction import gen_dir, generator, one_thread  # noqa: F401  (tiny model, one thread)
 
@@ -110,10 +110,10 @@ import sys
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
-from lumina.database import build_database, manifest_tracks
-from lumina.generator.musicgen import MusicgenGenerator
-from lumina.manifest import Manifest
-from lumina.signatures import SignatureConfig
+from lumina.methods.lumina.database import build_database, manifest_tracks
+from lumina.models.musicgen import MusicgenGenerator
+from lumina.data.manifest import Manifest
+from lumina.methods.lumina.signatures import SignatureConfig
 manifest = Manifest.load(sys.argv[2])
 build_database(sys.argv[3], MusicgenGenerator.load(sys.argv[1]), manifest_tracks(manifest),
                SignatureConfig(chunk_s=1.0), batch_size=1, progress=False)

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lumina.causal import choose_queries, mid_ranked, pass_rates, plan, verdict
-from lumina.errors import ParameterError
-from lumina.manifest import Manifest
+from lumina.data.manifest import Manifest
+from lumina.methods.lumina.causal import choose_queries, mid_ranked, pass_rates, plan, verdict
+from lumina.runs.errors import ParameterError
 
 
 def test_queries_are_taken_in_turn_from_each_kind(tmp_path):

@@ -19,19 +19,15 @@ import pandas as pd
 import pytest
 import torch
 
-import lumina.database as database
-from lumina.audio import save_audio
-from lumina.context import Layout, method_context
-from lumina.database import Track, build_database, open_database, read_database
-from lumina.errors import ParameterError
-from lumina.generator.capture import capture_gradients
-from lumina.generator.musicgen import MusicgenGenerator
-from lumina.manifest import Manifest
+import lumina.methods.lumina.database as database
+from lumina.configure import Layout, method_context
+from lumina.data.audio import save_audio
+from lumina.data.manifest import Manifest
 from lumina.methods import get_method
-from lumina.methods.options import LuminaOptions
-from lumina.report import attribute_file, write_report
-from lumina.signature_scoring import ScoringConfig, cosine_scores
-from lumina.signatures import (
+from lumina.methods.lumina.attribution import attribute_file, write_report
+from lumina.methods.lumina.database import Track, build_database, open_database, read_database
+from lumina.methods.lumina.scoring import ScoringConfig, cosine_scores
+from lumina.methods.lumina.signatures import (
     SignatureConfig,
     Skipped,
     channel_tensors,
@@ -45,6 +41,10 @@ from lumina.signatures import (
     track_gradients,
     track_windows,
 )
+from lumina.methods.options import LuminaOptions
+from lumina.models.capture import capture_gradients
+from lumina.models.musicgen import MusicgenGenerator
+from lumina.runs.errors import ParameterError
 from tests.generator_fixtures import SR, tiny_generator, tone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,10 +292,10 @@ from pathlib import Path
 import numpy as np
 import torch
 torch.set_num_threads(int(sys.argv[3]))
-from lumina.audio import load_audio
-from lumina.database import Track, build_database
-from lumina.generator.musicgen import MusicgenGenerator
-from lumina.signatures import SignatureConfig, signature
+from lumina.data.audio import load_audio
+from lumina.methods.lumina.database import Track, build_database
+from lumina.models.musicgen import MusicgenGenerator
+from lumina.methods.lumina.signatures import SignatureConfig, signature
 generator = MusicgenGenerator.load(sys.argv[1])
 tracks = [Track(*line.split("|")) for line in Path(sys.argv[2]).read_text().splitlines()]
 tracks = [Track(t.track_id, t.split, Path(t.path), t.description) for t in tracks]
@@ -339,7 +339,7 @@ def wait_for(condition, process: subprocess.Popen, seconds: float = 300.0) -> No
 
 def test_same_audio_gives_bit_identical_signatures_in_two_processes(child, generator, tracks, clean_db):
     process, npz, _ = child
-    from lumina.audio import load_audio
+    from lumina.data.audio import load_audio
 
     jl = signature(generator, load_audio(tracks[0].path, SR), "piano bach", SignatureConfig(chunk_s=1.0, mode="jl"))
     wait_for(npz.exists, process)

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from lumina.errors import ParameterError
-from lumina.report import score_channel, summary
-from lumina.signature_scoring import ScoringConfig, combined, cosine_scores, kernel_factor, kernel_scores
-from lumina.stats import gated_shares
+from lumina.methods.lumina.attribution import score_channel, summary
+from lumina.methods.lumina.scoring import ScoringConfig, combined, cosine_scores, kernel_factor, kernel_scores
+from lumina.methods.lumina.stats import gated_shares
+from lumina.runs.errors import ParameterError
 
 
 def test_cosine_by_hand():
@@ -76,7 +76,7 @@ def test_channel_report_by_hand():
 def test_scoring_only_the_candidates_equals_scoring_every_song(gate, weight, sided):
     """`score_channel` evaluates gates, weights and tiers on the songs that can pass; every song's values are
     those of the plain formulas over all songs (shares to rounding), whatever the gate, weight and floor."""
-    from lumina.stats import confidence, qualify, shares, sts, tiers, weigh
+    from lumina.methods.lumina.stats import confidence, qualify, shares, sts, tiers, weigh
 
     rng = np.random.default_rng(7)
     for noise, positive_only in (((0.05, 0.1), True), ((-0.2, 0.05), False), ((0.0, 0.0), True)):

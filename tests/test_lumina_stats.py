@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lumina.errors import ParameterError
-from lumina.stats import (
+from lumina.methods.lumina.stats import (
     TIER_NAMES,
     calibration,
     confidence,
@@ -22,6 +21,7 @@ from lumina.stats import (
     tiers,
     weigh,
 )
+from lumina.runs.errors import ParameterError
 
 
 def test_sts_is_a_z_score_with_the_population_std():

@@ -9,9 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lumina.errors import ParameterError
 from lumina.methods import METHODS
 from lumina.methods.options import METHOD_OPTIONS, SegmentOptions, options_for
+from lumina.runs.errors import ParameterError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

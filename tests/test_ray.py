@@ -20,21 +20,21 @@ from omegaconf import OmegaConf
 
 from execution import ParallelOptions, configure, parallel_map
 from groundtruth.study import MODELS_DIR, open_study
-from lumina.audio import save_audio
-from lumina.baselines.gradients import batch_file, example_rows
-from lumina.baselines.items import batches
-from lumina.context import load_corpus
-from lumina.database import (
+from lumina.configure import load_corpus
+from lumina.data.audio import save_audio
+from lumina.methods.baselines.gradients import batch_file, example_rows
+from lumina.methods.baselines.items import batches
+from lumina.methods.lumina.database import (
     Track,
     build_database,
     shard_jobs,
     sign_shard,
     with_audio_sha,
 )
-from lumina.generator.musicgen import MusicgenGenerator
-from lumina.generator.protocol import Item
-from lumina.generator.remote import generator_handle, use
-from lumina.signatures import SignatureConfig
+from lumina.methods.lumina.signatures import SignatureConfig
+from lumina.models.musicgen import MusicgenGenerator
+from lumina.models.protocol import Item
+from lumina.models.remote import generator_handle, use
 from tests.generator_fixtures import SR, tiny_generator, tone
 from tests.test_ground_truth import corpus, tiny_cfg  # noqa: F401  (the tiny folder corpus and its config)
 
@@ -227,7 +227,7 @@ def test_ray_runs_each_seeds_study_as_a_task_and_a_failed_seed_does_not_stop_the
 def test_ray_sharded_compressed_gradients_give_the_local_scores(ray_cluster, tmp_path, generator, method):
     """LoGra and FactGraSS on Ray: each shard's worker rebuilds the compressors from the same settings, so the
     cached compressed gradients and the scores equal the local backend's bit for bit."""
-    from lumina.baselines.block_projected import block_projected
+    from lumina.methods.baselines.block_projected import block_projected
 
     items = items_of(generator)
     options = {"proj_dim": 4, "blowup": 4, "batch_size": 2, "progress": False}
@@ -244,8 +244,8 @@ def test_ray_sharded_compressed_gradients_give_the_local_scores(ray_cluster, tmp
 
 def test_a_worker_rebuilds_the_generator_on_its_placement(generator):
     """A handle carries the device and dtype: a bfloat16 generator is rebuilt in bfloat16 in the worker."""
-    from lumina.device import Placement
-    from lumina.generator.remote import generator_handle, rebuild
+    from lumina.models.remote import generator_handle, rebuild
+    from lumina.runs.device import Placement
 
     low = MusicgenGenerator.load(generator.source, Placement("cpu", "bfloat16"))
     handle = generator_handle(low)

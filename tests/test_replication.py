@@ -17,7 +17,7 @@ from groundtruth.replication import (
     spread,
     top_overlap,
 )
-from groundtruth.report import write_replication_report
+from groundtruth.tables import write_replication_report
 
 
 def write_seed(root: Path, seed: int, lds: list[float], near_copy_label: str) -> None:

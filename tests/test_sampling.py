@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lumina.corpus.generated import add_generated_queries
-from lumina.generator.teacher_forcing import delay_pattern
-from lumina.manifest import Manifest
+from lumina.data.generated import add_generated_queries
+from lumina.data.manifest import Manifest
+from lumina.models.teacher_forcing import delay_pattern
 from tests.generator_fixtures import DESCRIPTIONS, SR, tiny_generator, tone
 
 
@@ -78,9 +78,9 @@ def test_generated_queries_are_added_once_and_reused(tmp_path) -> None:
 def test_adding_queries_retrains_nothing(tiny_corpus, tmp_path, monkeypatch) -> None:
     """Queries are not training data: the codec, the model and its vocabulary are keyed by the training tracks
     alone, so a corpus grown by generated queries reuses them (training is not even called)."""
-    from lumina.generator import embedded
-    from lumina.generator.embedded import EmbeddedModelConfig, train_embedded
-    from lumina.generator.training import TrainConfig
+    from lumina.models import embedded_recipe as embedded
+    from lumina.models.embedded_recipe import EmbeddedModelConfig, train_embedded
+    from lumina.models.training import TrainConfig
     from tests.generator_fixtures import TINY_CODEC, TINY_LM
 
     corpus = tiny_corpus.subset(tiny_corpus.train_ids[:3] + tiny_corpus.query_ids[:1])

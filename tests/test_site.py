@@ -12,7 +12,7 @@ import soundfile as sf
 
 from aria.channels import AUDIO
 from aria.io import read_scores
-from lumina.score_matrix import ScoreMatrix
+from lumina.runs.score_matrix import ScoreMatrix
 from lumina.site import SiteOptions, build_site
 from lumina.site.evidence import ranking
 from lumina.site.inputs import find_runs, find_truths, truth_for

@@ -16,15 +16,15 @@ from dattri.benchmark.models.MusicTransformer.midi_processor.processor import de
 from aria.symbolic import FEATURES, read_notes, window_features
 from groundtruth.lds import lds_per_query
 from groundtruth.study import last_step_losses
-from lumina.context import model_loader
-from lumina.corpus import build_corpus
-from lumina.errors import CheckpointError, CorpusError
-from lumina.generator.codes import encode_tracks
-from lumina.generator.protocol import Item
-from lumina.generator.training import checkpoint_curve
-from lumina.symbolic.events import EventTokenizer, decode_events, encode_notes, quantise, read_midi
-from lumina.symbolic.model import ArchConfig, MusicTransformerGenerator, build_model
-from lumina.symbolic.recipe import write_generated
+from lumina.configure import model_loader
+from lumina.data.corpus import build_corpus
+from lumina.data.midi import EventTokenizer, decode_events, encode_notes, quantise, read_midi
+from lumina.models.codes import encode_tracks
+from lumina.models.music_transformer import ArchConfig, MusicTransformerGenerator, build_model
+from lumina.models.music_transformer_recipe import write_generated
+from lumina.models.protocol import Item
+from lumina.models.training import checkpoint_curve
+from lumina.runs.errors import CheckpointError, CorpusError
 
 TINY_ARCH = {"n_layers": 1, "num_heads": 2, "d_model": 16, "dim_feedforward": 32, "max_sequence": 64, "rpr": True}
 

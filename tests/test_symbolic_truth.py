@@ -16,9 +16,9 @@ from scipy import stats
 
 from experiments.symbolic_truth import symbolic_truth
 from groundtruth.study import open_study
-from lumina.context import layout, load_corpus
-from lumina.errors import ParameterError
-from lumina.score_matrix import ScoreMatrix, write_run
+from lumina.configure import layout, load_corpus
+from lumina.runs.errors import ParameterError
+from lumina.runs.score_matrix import ScoreMatrix, write_run
 from tests.test_symbolic import TINY_ARCH, midi_folder
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")

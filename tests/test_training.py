@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from lumina.errors import ParameterError
-from lumina.generator import training
-from lumina.generator.training import TrainConfig, checkpoint_steps, evaluate_losses, learning_rate, train_lm
+from lumina.models import training
+from lumina.models.training import TrainConfig, checkpoint_steps, evaluate_losses, learning_rate, train_lm
+from lumina.runs.errors import ParameterError
 from tests.generator_fixtures import tiny_generator
 
 CONFIG = TrainConfig(epochs=6, batch_size=2, crop_frames=24, lr=3e-3, warmup_steps=3, checkpoints=2, resume_every=4)

@@ -10,12 +10,12 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from lumina.errors import ParameterError
 from lumina.methods.base import NotConfigured, RunContext
-from lumina.score_matrix import ScoreMatrix, write_run
+from lumina.runs.errors import ParameterError
+from lumina.runs.score_matrix import ScoreMatrix, write_run
 
 METHODS: dict[str, str] = {
-    "lumina": "lumina.methods.lumina:run",
+    "lumina": "lumina.methods.lumina.method:run",
     "clap": "lumina.methods.embedding:run_clap",
     "mert": "lumina.methods.embedding:run_mert",
     "embedding": "lumina.methods.embedding:run_embedding",

@@ -1,7 +1,7 @@
 """What a method receives (`RunContext`) and what it may return besides score matrices (`NotConfigured`).
 
 A method is a function `run(ctx: RunContext) -> list[ScoreMatrix | NotConfigured]` (`lumina.methods`); the
-context is built by `lumina.context.build_context` and nowhere else.
+context is built by `lumina.configure.build_context` and nowhere else.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lumina.generator.protocol import Generator, GeneratorLoader
-from lumina.manifest import Manifest
+from lumina.data.manifest import Manifest
 from lumina.methods.options import MethodOptions
+from lumina.models.protocol import Generator, GeneratorLoader
 
 if TYPE_CHECKING:
-    from lumina.context import Layout
+    from lumina.configure import Layout
 
 
 @dataclass

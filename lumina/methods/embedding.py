@@ -10,8 +10,8 @@ track and each query, track-level, z-scored per query by Aria.
 from __future__ import annotations
 
 from lumina.methods.base import NotConfigured, RunContext
-from lumina.retrieval import CHECKPOINT_ENCODERS, cosine_matrix, embed_files, load_encoder
-from lumina.score_matrix import ScoreMatrix
+from lumina.methods.retrieval import CHECKPOINT_ENCODERS, cosine_matrix, embed_files, load_encoder
+from lumina.runs.score_matrix import ScoreMatrix
 
 DEFAULT_ENCODER = "madmom-deepchroma"
 

@@ -17,18 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lumina.audio import load_audio
-from lumina.baselines.block_projected import block_projected
-from lumina.baselines.gradient_similarity import inner_product_scores
-from lumina.baselines.gradients import digest
-from lumina.baselines.items import loud_frames, segment_items, track_items
-from lumina.baselines.trak import trak
-from lumina.baselines.unlearning import unlearning_scores
-from lumina.baselines.weights import parameter_count, restored, weights_copy
-from lumina.errors import ParameterError
-from lumina.generator.codes import Segment, cut_segments, encode_tracks
-from lumina.generator.protocol import Generator, Item
+from lumina.data.audio import load_audio
 from lumina.methods.base import RunContext
+from lumina.methods.baselines.block_projected import block_projected
+from lumina.methods.baselines.gradient_similarity import inner_product_scores
+from lumina.methods.baselines.gradients import digest
+from lumina.methods.baselines.items import loud_frames, segment_items, track_items
+from lumina.methods.baselines.trak import trak
+from lumina.methods.baselines.unlearning import unlearning_scores
+from lumina.methods.baselines.weights import parameter_count, restored, weights_copy
 from lumina.methods.options import (
     FactGraSSOptions,
     GradDotOptions,
@@ -38,7 +35,10 @@ from lumina.methods.options import (
     TrakOptions,
     UnlearningOptions,
 )
-from lumina.score_matrix import ScoreMatrix
+from lumina.models.codes import Segment, cut_segments, encode_tracks
+from lumina.models.protocol import Generator, Item
+from lumina.runs.errors import ParameterError
+from lumina.runs.score_matrix import ScoreMatrix
 
 NORMALIZATION = {
     "trak": "zscore", "gradcos": "zscore", "graddot": "zscore", "tracin": "zscore",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from lumina.errors import ParameterError
+from lumina.runs.errors import ParameterError
 
 LayerChoice = str | tuple[int, ...]
 """A parameter choice: a group name (`all`, `layers`, `self_attn`, `cross_attn`, `cross_attn_kv`) or decoder

@@ -13,8 +13,8 @@ import numpy as np
 from aria.channels import SYMBOLIC
 from aria.symbolic import extract_symbolic
 from lumina.methods.base import RunContext
-from lumina.score_matrix import ScoreMatrix
-from lumina.signature_scoring import cosine_scores
+from lumina.methods.lumina.scoring import cosine_scores
+from lumina.runs.score_matrix import ScoreMatrix
 
 
 def standardised(vectors: dict[str, np.ndarray], names: tuple[str, ...], train: np.ndarray) -> np.ndarray:

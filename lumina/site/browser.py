@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from lumina.errors import ParameterError
+from lumina.runs.errors import ParameterError
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 AUDIO_TIMEOUT_MS = 15000

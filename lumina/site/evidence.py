@@ -19,11 +19,11 @@ from aria.extract import extract_features
 from aria.features import FeatureSettings
 from aria.io import ScoreArtefact
 from aria.normalize import aggregate_tracks
-from lumina.database import read_database
-from lumina.errors import ParameterError
-from lumina.report import attribute, prepare
-from lumina.signature_scoring import ScoringConfig
-from lumina.stats import TIER_NAMES
+from lumina.methods.lumina.attribution import attribute, prepare
+from lumina.methods.lumina.database import read_database
+from lumina.methods.lumina.scoring import ScoringConfig
+from lumina.methods.lumina.stats import TIER_NAMES
+from lumina.runs.errors import ParameterError
 
 
 @dataclass

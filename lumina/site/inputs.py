@@ -20,7 +20,7 @@ import pandas as pd
 
 from aria.errors import ArtefactError
 from aria.io import ScoreArtefact, read_run, read_scores
-from lumina.errors import ParameterError
+from lumina.runs.errors import ParameterError
 
 VERDICT_COLUMNS = ("attributable", "abstain_reason")
 """Per-query verdict columns a run's CSV outputs (or datasets of its `scores.h5`) may carry."""

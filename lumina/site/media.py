@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
-from lumina.audio import file_sha256, load_audio  # noqa: E402
-from lumina.errors import ParameterError  # noqa: E402
+from lumina.data.audio import file_sha256, load_audio  # noqa: E402
+from lumina.runs.errors import ParameterError  # noqa: E402
 
 MIDI_SUFFIXES = (".mid", ".midi")
 
@@ -31,11 +31,11 @@ def is_symbolic(path: str | Path) -> bool:
 
 def render_midi(path: str | Path, sample_rate: int) -> np.ndarray:
     """A MIDI file rendered to mono audio (n,) with FluidSynth and pretty_midi's General MIDI soundfont,
-    as the embedded corpus renders its scores (lumina/corpus/render.py)."""
+    as the embedded corpus renders its scores (lumina/data/render.py)."""
     import pretty_midi
 
-    from lumina.corpus.embedded import soundfont_path
-    from lumina.corpus.render import fluidsynth_render
+    from lumina.data.music21_corpus import soundfont_path
+    from lumina.data.render import fluidsynth_render
 
     executable = shutil.which("fluidsynth")
     if executable is None:

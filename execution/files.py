@@ -1,0 +1,52 @@
+"""Writing files the one way every stage writes them: atomically (a reader, or a resumed run, never sees half a
+file) and, for tables, through one Markdown writer.
+
+    with atomic_path(path) as tmp:          # any writer that takes a path (h5py, np.save, soundfile, …)
+        np.save(tmp, array)
+    write_text(path, text)                  # text, atomically
+    write_json(path, data)                  # indented, sorted JSON, atomically
+    markdown_table(frame, digits=3)         # a pipe table (tabulate, through pandas)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` (same suffix, so writers that add one keep it) that replaces `path` when the
+    block ends without an exception; the folder is made. Concurrent writers never share a temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, data: object) -> Path:
+    """Write `data` as indented JSON with sorted keys (values JSON cannot hold are written as strings)."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """`frame` as a Markdown pipe table, floats with `digits` decimals, no index, missing values as `–`."""
+    cells = frame.astype(object).where(frame.notna(), None)
+    return cells.to_markdown(index=False, floatfmt=f".{digits}f", missingval="–")

@@ -1,0 +1,43 @@
+"""Corpus builders: `build_corpus` turns a `data` config into a cached corpus (manifest.csv + audio) and
+returns its `Manifest`. Builders: `music21` (the embedded default, `lumina.data.music21_corpus`), `folder` (a
+user's catalogue, `lumina.data.folder`) and `symbolic` (MIDI windows, `lumina.data.midi_windows`,
+docs/symbolic.md); see docs/corpus.md."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from lumina.data import folder
+from lumina.data import midi_windows as symbolic_corpus
+from lumina.data import music21_corpus as embedded
+from lumina.data.common import plain_config
+from lumina.data.manifest import Manifest
+from lumina.runs.errors import ParameterError
+
+BUILDERS = {"music21": embedded, "folder": folder, "symbolic": symbolic_corpus}
+"""Builder name → module with `cache_key(cfg, corpus_root, *, threads, progress) -> str` (the hash in the corpus
+folder's name) and `build(cfg, out_dir, *, threads, progress) -> Manifest`."""
+
+
+def corpus_dir(data_cfg: Mapping, cache_root: str | Path, *, threads: int = 2, progress: bool = False) -> Path:
+    """Where a data config's corpus lives: `cache_root/corpus/<name>-<key>`, the key a hash of the settings
+    (music21) or of the catalogue's content (folder: its files are hashed,
+    docs/corpus.md#how-a-folder-catalogue-is-keyed)."""
+    cfg = plain_config(data_cfg)
+    builder = BUILDERS.get(cfg.get("builder"))
+    if builder is None:
+        raise ParameterError(f"unknown corpus builder {cfg.get('builder')!r}; use one of {sorted(BUILDERS)}")
+    corpus_root = Path(cache_root) / "corpus"
+    return corpus_root / f"{cfg['name']}-{builder.cache_key(cfg, corpus_root, threads=threads, progress=progress)}"
+
+
+def build_corpus(data_cfg: Mapping, cache_root: str | Path, *, threads: int = 2, progress: bool = True) -> Manifest:
+    """Build the corpus a `data` config describes, or reuse its cached build, and return its manifest.
+
+    `threads` worker processes render (music21), or threads read (folder), the files; it does not change the
+    result.
+    """
+    cfg = plain_config(data_cfg)
+    out_dir = corpus_dir(cfg, cache_root, threads=threads, progress=progress)
+    return BUILDERS[cfg["builder"]].build(cfg, out_dir, threads=threads, progress=progress)

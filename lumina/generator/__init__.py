@@ -1,1 +1,0 @@
-"""The generator under attribution: codec + MusicGen, teacher forcing, gradient capture, training."""
