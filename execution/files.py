@@ -5,7 +5,7 @@ file) and, for tables, through one Markdown writer.
         np.save(tmp, array)
     write_text(path, text)                  # text, atomically
     write_json(path, data)                  # indented, sorted JSON, atomically
-    markdown_table(frame, digits=3)         # a pipe table (tabulate, through pandas)
+    markdown_table(frame, columns, digits)  # a compact Markdown pipe table
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -46,7 +47,21 @@ def write_json(path: str | Path, data: object) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """`frame` as a Markdown pipe table, floats with `digits` decimals, no index, missing values as `–`."""
-    cells = frame.astype(object).where(frame.notna(), None)
-    return cells.to_markdown(index=False, floatfmt=f".{digits}f", missingval="–")
+def cell(value: object, digits: int = 3) -> str:
+    """A table cell: floats with `digits` decimals, NaN and infinities as —, anything else as text."""
+    if isinstance(value, (float, np.floating)):
+        return "—" if not np.isfinite(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame, columns: Sequence[str] | None = None, digits: int = 3,
+                   empty: str = "(no rows)") -> str:
+    """`columns` of `frame` (default: all) as a compact Markdown pipe table (`cell` formats each value); `empty`
+    when the frame has no rows. The one table writer of the harness: committed tables keep this exact format."""
+    if frame.empty:
+        return empty
+    columns = list(frame.columns if columns is None else columns)
+    lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(value, digits) for value in row) + " |"
+              for row in frame[columns].itertuples(index=False)]
+    return "\n".join(lines)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from execution import files
+from execution.files import cell
 from groundtruth.agreement import RELIABILITY
 from groundtruth.judge import TOP_RANKED
 from groundtruth.planted import PLANTED_KINDS
@@ -68,21 +70,10 @@ def write_influence_report(groups: pd.DataFrame, queries: pd.DataFrame, study: S
     return results / "planted_influence.md"
 
 
-def _fmt(value: object, digits: int = 3) -> str:
-    """A table cell: floats with `digits` decimals, NaN as —."""
-    if isinstance(value, (float, np.floating)):
-        return "—" if not np.isfinite(value) else f"{value:.{digits}f}"
-    return str(value)
-
-
 def markdown_table(frame: pd.DataFrame, columns: Sequence[str], digits: int = 3) -> str:
-    """A Markdown table of `columns` of `frame` (floats with `digits` decimals, NaN as —)."""
-    if frame.empty:
-        return "(nothing to show yet: no method runs found)"
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for _, r in frame.iterrows():
-        lines.append("| " + " | ".join(_fmt(r[c], digits) for c in columns) + " |")
-    return "\n".join(lines)
+    """A Markdown table of `columns` of `frame` (`execution.files.markdown_table`), or a line saying there is
+    nothing yet."""
+    return files.markdown_table(frame, columns, digits, empty="(nothing to show yet: no method runs found)")
 
 
 def findings(table: pd.DataFrame, effects: pd.DataFrame, channels: pd.DataFrame, agreement: pd.DataFrame,
@@ -423,12 +414,12 @@ def symbolic_tables(table: pd.DataFrame, effects: pd.DataFrame, agreement: pd.Da
         "## The paper's four methods", "",
         "| | " + " | ".join(labels[m] for m in paper_methods) + " | order |",
         "|---|" + "---|" * (len(paper_methods) + 1),
-        "| Aria paper, Table 1 (LDS) | " + " | ".join(_fmt(paper_lds[m]) for m in paper_methods)
+        "| Aria paper, Table 1 (LDS) | " + " | ".join(cell(paper_lds[m]) for m in paper_methods)
         + f" | {_by_lds(paper_lds, labels)} |",
     ]
     for truth, name in (("lds", "last-token LDS"), ("lds_window", "whole-window LDS")):
         if len(ours[truth]) == len(paper_methods):
-            lines.append(f"| here, {name} | " + " | ".join(_fmt(ours[truth][m]) for m in paper_methods)
+            lines.append(f"| here, {name} | " + " | ".join(cell(ours[truth][m]) for m in paper_methods)
                          + f" | {_by_lds(ours[truth], labels)} |")
     lines += [
         "", "## The pre-registered criterion, computed", "",
