@@ -3,8 +3,8 @@
     python -m experiments.abstention
     python -m experiments.abstention abstention.results=results/seed0
 
-Per setting: the signals of every query (lumina.methods.attributable), the rule chosen and fitted on the calibration half
-(near-copies against held-out and out-of-domain queries), its rates on the evaluation half, and the per-query
+Per setting: the signals of every query (lumina.methods.attributable), the rule chosen and fitted on the calibration
+half (near-copies against held-out and out-of-domain queries), its rates on the evaluation half, and the per-query
 verdicts written into the run folder (`abstention.csv`, joined by Aria's per-query table). For LUMINA, the
 false-share rate of each gate before and after abstention. Writes `abstention.{md,csv}` and
 `figures/abstention_roc.png` into `abstention.results` (docs/abstention.md).

@@ -26,8 +26,7 @@ def run(cfg: DictConfig) -> list[Path]:
     ctx = build_context(cfg)
     started = time.perf_counter()
     results = get_method(ctx.options.name)(ctx)
-    folders = write_results(results, ctx.layout.runs / ctx.options.name, ctx.provenance,
-                            seconds=round(time.perf_counter() - started, 2))
+    folders = write_results(results, ctx, seconds=round(time.perf_counter() - started, 2))
     print(f"\n{ctx.options.name}: {len(folders)} setting(s) written")
     for folder in folders:
         print(f"  {folder}")

@@ -42,11 +42,13 @@ QUERY_KINDS = ("near_copy", "composition", "production", "sample", "held_out", "
 @dataclass
 class Manifest:
     """A validated manifest table, the folder its relative paths start from and the name of its file there
-    (what run provenance names)."""
+    (what run provenance names); `generated`: the record of the generated-queries folder it includes (its key,
+    model identity and settings, `lumina.data.generated`), empty when none."""
 
     table: pd.DataFrame
     root: Path
     file: str = "manifest.csv"
+    generated: dict = field(default_factory=dict, compare=False)
     _catalogue_memo: tuple[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

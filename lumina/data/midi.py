@@ -141,6 +141,7 @@ class EventTokenizer:
     token stream (`encode`: (T,) → (1, T))."""
 
     kind = "midi-events"
+    decoder = "midi-events"
     sample_rate = 0
     frame_rate = 0.0
     num_codebooks = 1

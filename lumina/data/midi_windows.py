@@ -52,7 +52,7 @@ def _sha(path: Path) -> str:
 def cache_key(cfg: Mapping, corpus_root: Path, *, threads: int = 2, progress: bool = False) -> str:
     """Short hash of the settings and the bytes of every MIDI file the build reads."""
     files = {key: [_sha(p) for p in midi_files(cfg[key])] for key in ("path", "generated_dir") if cfg.get(key)}
-    return settings_key({"settings": {k: v for k, v in cfg.items() if k not in ("path", "generated_dir")},
+    return settings_key({"settings": {k: v for k, v in cfg.items() if k not in ("path", "generated_dir", "generated")},
                          "files": files, "version": BUILDER_VERSION})
 
 

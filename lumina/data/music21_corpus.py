@@ -38,9 +38,15 @@ def identity(cfg: Mapping) -> dict:
     return {"builder_version": BUILDER_VERSION, "music21": version("music21")}
 
 
+GENERATED_SETTINGS = ("generated", "generated_dir")
+"""Data settings read by the generated-queries stage, not by the corpus build."""
+
+
 def cache_key(cfg: Mapping, corpus_root: Path, *, threads: int = 2, progress: bool = False) -> str:
-    """Short hash of the settings and `identity` (the corpus folder's name ends with it)."""
-    return settings_key({"settings": cfg, "identity": identity(cfg)})
+    """Short hash of the settings and `identity` (the corpus folder's name ends with it); the generated queries'
+    settings are not the corpus's (`lumina.models.generate`)."""
+    settings = {k: v for k, v in cfg.items() if k not in GENERATED_SETTINGS}
+    return settings_key({"settings": settings, "identity": identity(settings)})
 
 
 def soundfont_path(configured: str | None) -> Path:

@@ -42,19 +42,22 @@ def get_method(name: str) -> Callable[[RunContext], list]:
 __all__ = ["METHODS", "NotConfigured", "RunContext", "get_method", "write_results"]
 
 
-def write_results(results: list[ScoreMatrix | NotConfigured], method_folder: Path, run_provenance: dict, *,
-                  seconds: float) -> list[Path]:
+def write_results(results: list[ScoreMatrix | NotConfigured], ctx: RunContext, *, seconds: float) -> list[Path]:
     """Write each setting's `scores.h5` + `run.json` (or a `run.json` saying why it is not configured) into
-    `method_folder/<setting>/`; returns the folders."""
+    `<runs>/<experiment>/<method>/<setting>/`, stamped with the run's provenance at write time (the method's own
+    fields under `method`, the model under attribution among the upstream artefacts when it was loaded);
+    returns the folders."""
+    provenance = ctx.provenance
+    if "generator" in ctx.__dict__:  # loaded by the method (cached_property): the model the scores came from
+        provenance = provenance.with_upstream(model=ctx.generator.identity())
     folders = []
     for result in results:
-        folder = method_folder / result.setting
+        folder = ctx.layout.run_folder(ctx.options.name, result.setting)
         if isinstance(result, NotConfigured):
             write_run(folder, {"method": result.method, "setting": result.setting, "status": "not configured",
-                               "reason": result.reason, "provenance": run_provenance})
+                               "reason": result.reason}, provenance)
         else:
-            result.provenance = {**run_provenance, **result.provenance}
-            write_run(folder, {"method": result.method, "setting": result.setting, "seconds": seconds,
-                               "provenance": result.provenance}, result)
+            write_run(folder, {"method": result.method, "setting": result.setting, "seconds": seconds}, provenance,
+                      result)
         folders.append(folder)
     return folders

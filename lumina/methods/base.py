@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lumina.data.manifest import Manifest
 from lumina.methods.options import MethodOptions
 from lumina.models.protocol import Generator, GeneratorLoader
+from lumina.runs.errors import ParameterError
+from lumina.runs.provenance import Provenance, stamp
 
 if TYPE_CHECKING:
-    from lumina.configure import Layout
+    from lumina.runs.layout import Layout
 
 
 @dataclass
@@ -48,9 +50,18 @@ class RunContext:
     seed: int = 0
     threads: int = 2
     progress: bool = True
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=lambda: stamp())
+    """The run's provenance (context, configuration, upstream hashes), stamped again when each matrix is written."""
 
     @cached_property
     def generator(self) -> Generator:
-        """The generator under attribution, loaded once."""
-        return self.load_generator()
+        """The generator under attribution, loaded once; refuses a corpus whose generated queries another model
+        sampled (they would be attributed to a model that did not make them)."""
+        generator = self.load_generator()
+        sampled_by = self.manifest.generated.get("model_identity")
+        if sampled_by and sampled_by != generator.identity():
+            raise ParameterError(
+                f"{self.manifest.path}: its generated queries were sampled by model {sampled_by}, the model under "
+                f"attribution is {generator.identity()}; run `python -m experiments.generate` with the same "
+                "overrides first")
+        return generator

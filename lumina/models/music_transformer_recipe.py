@@ -27,7 +27,6 @@ from lumina.models.music_transformer import (
 from lumina.models.training import TrainConfig, evaluate_losses, loss_by_group, train_lm
 from lumina.runs.device import REFERENCE, Placement
 from lumina.runs.locking import cache_lock
-from lumina.runs.provenance import provenance
 
 
 def train_config(config: MusicTransformerConfig) -> TrainConfig:
@@ -78,29 +77,3 @@ def train_symbolic(manifest: Manifest, config: MusicTransformerConfig, cache_roo
         shutil.rmtree(path, ignore_errors=True)
         partial.replace(path)
         return MusicTransformerGenerator.load(path, placement)
-
-
-def write_generated(generator: MusicTransformerGenerator, manifest: Manifest, out_dir: str | Path, *, count: int,
-                    primer: int, length: int, seed: int, temperature: float = 1.0) -> list[Path]:
-    """`count` windows sampled from the model, each after the first `primer` tokens of a held-out query (cycled
-    in manifest order), written as MIDI files `generated_NN.mid` into `out_dir` (the corpus's `generated_dir`),
-    with `generated.json` beside them: the model's identity, the sampling settings and each window's primer."""
-    from lumina.data.midi import decode_events, write_midi
-    from lumina.models.music_transformer import sample
-    from lumina.runs.errors import ParameterError
-
-    held = manifest.table.loc[manifest.table["query_kind"] == "held_out", "track_id"].tolist()
-    if not held:
-        raise ParameterError("generated windows are primed with held-out queries; the corpus has none "
-                             "(data.queries.held_out > 0)")
-    paths, primed_with = [], {}
-    for i in range(count):
-        events = generator.codec.read(manifest.path_of(held[i % len(held)]))[:primer]
-        sampled = sample(generator, events, length, seed=seed + i, temperature=temperature)
-        paths.append(write_midi(decode_events(sampled), Path(out_dir) / f"generated_{i:02d}.mid"))
-        primed_with[paths[-1].name] = held[i % len(held)]
-    record = provenance(model_identity=generator.identity(), model_source=str(generator.source),
-                        sampling={"count": count, "primer": primer, "length": length, "seed": seed,
-                                  "temperature": temperature}, primed_with=primed_with)
-    (Path(out_dir) / "generated.json").write_text(json.dumps(record, indent=2, sort_keys=True))
-    return paths

@@ -1,12 +1,12 @@
-"""What every artefact records about how it was made, stamped by the function that writes it (docs/formats.md#provenance).
+"""What every artefact records about how it was made, stamped by the function that writes it
+(docs/formats.md#provenance).
 
 One typed value, `Provenance`: the command, the package version, the UTC time and the machine at write time, the
 configuration the artefact was made with, the upstream artefacts it was made from (name → hash), and sections
 its producers add under their own keys (a method's fields under `method`). `stamp(...)` makes one at the moment
 of writing; `Provenance.record()` is what goes into the file. A section never overwrites the run's fields.
 
-Paths in provenance are relative to the project (the working directory the apps run in) or to the outputs
-folder (`relative`), never a machine's absolute path.
+Paths in provenance are relative to the project, the working directory the apps run in (`relative`).
 """
 
 from __future__ import annotations
@@ -43,15 +43,12 @@ def command_line(app: str | None = None, argv: list[str] | None = None) -> str:
     return " ".join([str(script.name), *args])
 
 
-def relative(path: str | Path, outputs: str | Path | None = None) -> str:
-    """`path` relative to the working directory (the project) when below it, else to `outputs` (written
-    `<outputs>/…`) when below that, else as given."""
+def relative(path: str | Path) -> str:
+    """`path` relative to the working directory (the project, where the apps run) when below it, else as given:
+    a committed artefact never names the absolute folder of the machine that made it."""
     resolved = Path(path).resolve()
-    for base, prefix in ((Path.cwd(), None), (outputs, "<outputs>")):
-        if base is not None and resolved.is_relative_to(Path(base).resolve()):
-            rest = resolved.relative_to(Path(base).resolve())
-            return str(Path(prefix) / rest) if prefix else str(rest)
-    return str(path)
+    return str(resolved.relative_to(Path.cwd().resolve())) if resolved.is_relative_to(Path.cwd().resolve()) \
+        else str(path)
 
 
 def machine() -> dict:

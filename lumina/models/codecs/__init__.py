@@ -20,6 +20,8 @@ class Codec(Protocol):
     """What every codec offers. Codes are int64 arrays of shape (num_codebooks, T)."""
 
     kind: str
+    decoder: str
+    """What `decode` does (method and parameters): generated clips are keyed by it."""
     sample_rate: int
     frame_rate: float
     num_codebooks: int

@@ -114,6 +114,12 @@ class EmbeddedCodec:
         self._check_codes(codes)
         return sum(self.mel_centroids[k][codes[k]] for k in range(self.num_codebooks))
 
+    @property
+    def decoder(self) -> str:
+        """What `decode` does: mel inversion by non-negative least squares, then 32 Griffin-Lim iterations from
+        phases seeded with the codec's seed (part of the generated queries' key)."""
+        return f"mel_to_stft-nnls+griffinlim-32-seed{self.config.seed}"
+
     def decode(self, codes: np.ndarray) -> np.ndarray:
         cfg = self.config
         log_mel = self.reconstruct_mel(codes) * self.mel_std + self.mel_mean

@@ -18,6 +18,7 @@ class EncodecCodec:
     """Wraps `transformers.EncodecModel`; codes (K, T) at the model's frame rate."""
 
     kind = "encodec"
+    decoder = "encodec"
 
     def __init__(self, model: EncodecModel, source: str = "") -> None:
         self.model = model.eval()
