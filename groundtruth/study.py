@@ -5,9 +5,11 @@ each of them.
 Subset m is drawn from its own generator seeded with (subset_seed, m), so growing M keeps the models already
 trained. Each model is trained by the generator loader (`lumina.configure.model_loader`) and cached (shared with
 every other experiment that trains on the same subset); each finished model writes `models/mNNN.json` (subset,
-seeds, losses, seconds) into the study folder. An interrupted study picks up where it stopped: finished models
-are read back, a model cut off mid-training resumes from its last resume point. Worker processes run with one
-torch thread each by default.
+seeds, losses, the SHA-256 of every track's audio it measured, seconds) into the study folder. An interrupted
+study picks up where it stopped: finished models are read back, a model cut off mid-training resumes from its
+last resume point. A record whose audio hashes differ from the corpus's (generated clips decoded otherwise) is
+measured again by `experiments.subsets`, and refused by everything that only reads the study. Worker processes
+run with one torch thread each by default.
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ from tqdm.auto import tqdm
 
 from execution import options as parallel_options
 from execution import parallel_map
-from lumina.configure import model_loader
+from execution.files import write_json
 from lumina.data.manifest import Manifest
+from lumina.models.builder import model_loader
 from lumina.models.codes import encode_tracks
 from lumina.models.protocol import Generator, Item
 from lumina.models.teacher_forcing import pad_clips
 from lumina.runs.device import REFERENCE, Placement
 from lumina.runs.errors import ParameterError
-from lumina.runs.provenance import machine
+from lumina.runs.layout import study_dir
+from lumina.runs.provenance import machine, relative
 
 PLAN_FILE = "plan.json"
 MODELS_DIR = "models"
@@ -88,8 +92,7 @@ def study_folder(root: str | Path, manifest: Manifest, model_options: Mapping, f
     """`root/<hash>`: one folder per training set (its content), model recipe, subset fraction and subset seed;
     queries added to the corpus share the folder (their losses are measured on the models already trained)."""
     payload = [manifest.content_key(manifest.train_ids), dict(model_options), float(fraction), int(seed)]
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return Path(root) / key
+    return study_dir(root, hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12])
 
 
 @torch.no_grad()
@@ -132,12 +135,6 @@ def last_step_losses(generator: Generator, codes: Mapping[str, np.ndarray], desc
     return np.concatenate(out)
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
-
-
 def train_subset_model(job: dict) -> dict:
     """Train (or load from cache) one subset model, measure every track's loss, write its JSON record.
 
@@ -160,25 +157,41 @@ def train_subset_model(job: dict) -> dict:
         "subset_seed": [job["subset_seed"], job["index"]],
         "model_seed": generator.record.get("seed"),
         "train_seed": generator.record.get("train_seed"),
-        "model_path": generator.source,
+        "model_path": relative(generator.source),
         "model_identity": generator.identity(),
         "train_seconds": generator.record.get("train_seconds"),
         "wall_seconds": round(time.perf_counter() - started, 2),
         "threads": torch.get_num_threads(),
         "machine": machine(),
         "track_ids": ids,
+        "audio_sha256": {t: manifest.audio_key(t) for t in ids},
         "losses": total.tolist(),
         "codebook_losses": per_codebook.tolist(),
         "last_losses": last_step_losses(generator, codes, descriptions, ids).tolist(),
     }
-    _write_json(Path(job["out"]), record)
+    write_json(Path(job["out"]), record)
     return record
 
 
-def _finished(record: Path, track_ids: Sequence[str]) -> bool:
-    """Whether a model's record exists and holds a loss for every track (queries added later — generated ones —
-    are measured on the cached model, without retraining)."""
-    return record.exists() and set(track_ids) <= set(json.loads(record.read_text())["track_ids"])
+def audio_mismatch(record: Mapping, manifest: Manifest) -> str:
+    """Why `record`'s losses do not belong to `manifest`'s audio ('' when they do): a track it did not measure, or
+    one whose audio hash differs (generated clips decoded otherwise), or a record that names no hashes."""
+    hashes = record.get("audio_sha256")
+    if not hashes:
+        return "it names no audio hashes (made before they were recorded)"
+    for track in manifest.table["track_id"]:
+        if track not in hashes:
+            return f"it has no loss of track {track}"
+        if hashes[track] != manifest.audio_key(track):
+            return f"the audio of track {track} differs from the corpus's (hash {hashes[track][:12]}, corpus " \
+                   f"{manifest.audio_key(track)[:12]})"
+    return ""
+
+
+def _finished(record: Path, manifest: Manifest) -> bool:
+    """Whether a model's record exists and holds a loss of every track's current audio (queries added or decoded
+    again later — generated ones — are measured on the cached model, or a bit-identical retraining)."""
+    return record.exists() and not audio_mismatch(json.loads(record.read_text()), manifest)
 
 
 def run_subsets(
@@ -209,17 +222,17 @@ def run_subsets(
     train_ids = manifest.train_ids
     planned = json.loads((folder / PLAN_FILE).read_text())["subsets"] if (folder / PLAN_FILE).exists() else []
     subsets = [draw_subset(train_ids, fraction, seed, m) for m in range(max(n_models, len(planned)))]
-    plan = {"manifest_sha256": manifest.sha256(), "model": dict(model_options), "fraction": fraction,
-            "subset_seed": seed, "train_ids": train_ids, "subsets": subsets}
-    _write_json(folder / PLAN_FILE, plan)
-    track_ids = manifest.table["track_id"].tolist()
+    plan = {"manifest_sha256": manifest.sha256(), "catalogue_key": manifest.content_key(train_ids),
+            "model": dict(model_options), "fraction": fraction, "subset_seed": seed, "train_ids": train_ids,
+            "subsets": subsets}
+    write_json(folder / PLAN_FILE, plan)
     load = model_loader(model_options, manifest, Path(cache_root), progress=progress, placement=placement)
     load.prepare()  # what every subset model shares (the embedded recipe's codec and codes), made once here
     jobs = [
         {"index": m, "subset": subsets[m], "subset_seed": seed, "manifest": manifest, "model": dict(model_options),
          "cache_root": str(cache_root), "name": model_options.get("name", "embedded"), "threads": threads,
          "out": str(folder / MODELS_DIR / f"m{m:03d}.json"), "placement": placement}
-        for m in range(n_models) if not _finished(folder / MODELS_DIR / f"m{m:03d}.json", track_ids)
+        for m in range(n_models) if not _finished(folder / MODELS_DIR / f"m{m:03d}.json", manifest)
     ]
     bar = tqdm(total=n_models, initial=n_models - len(jobs), desc="subset models", unit="model",
                disable=not progress)
@@ -232,11 +245,13 @@ def run_subsets(
     finally:
         torch.set_num_threads(previous)
         bar.close()
-    return load_study(folder, n_models)
+    return load_study(folder, n_models, manifest)
 
 
-def load_study(folder: str | Path, n_models: int | None = None) -> Study:
-    """The finished models among the first `n_models` of a study (all finished ones when None), in index order."""
+def load_study(folder: str | Path, n_models: int | None = None, manifest: Manifest | None = None) -> Study:
+    """The finished models among the first `n_models` of a study (all finished ones when None), in index order;
+    with `manifest`, every record must hold the losses of that corpus's audio (ParameterError naming the stage to
+    rerun otherwise)."""
     folder = Path(folder)
     if not (folder / PLAN_FILE).is_file():
         raise ParameterError(f"{folder}: no subset study here (run `python -m experiments.subsets` with the same "
@@ -247,6 +262,12 @@ def load_study(folder: str | Path, n_models: int | None = None) -> Study:
     records = [r for r in records if n_models is None or r["index"] < n_models]
     if not records:
         raise ParameterError(f"{folder}: no finished subset model (run `python -m experiments.subsets` first)")
+    for record in records if manifest is not None else ():
+        why = audio_mismatch(record, manifest)
+        if why:
+            name = f"m{record['index']:03d}.json"
+            raise ParameterError(f"{folder / MODELS_DIR / name}: {why}; rerun `python -m experiments.subsets` with "
+                                 "the same overrides to measure it again")
     track_ids = records[0]["track_ids"]
     train_ids = plan["train_ids"]
     position = {t: i for i, t in enumerate(train_ids)}
@@ -283,6 +304,19 @@ def open_study(manifest: Manifest, model_options: Mapping, cache_root: str | Pat
         seed=seed, workers=int(options["workers"]), threads=int(options["threads_per_worker"]), progress=progress,
         placement=placement,
     )
+
+
+def judged_study(manifest: Manifest, model_options: Mapping, options: Mapping, *,
+                 placement: Placement = REFERENCE) -> Study:
+    """The first `options['n_models']` models of the study `options` describes, for judging: nothing is trained;
+    ParameterError naming `experiments.subsets` when a model is missing or measured other audio than `manifest`'s."""
+    fraction, seed = float(options["fraction"]), int(options["subset_seed"])
+    folder = study_folder(options["dir"], manifest, model_options, fraction, seed)
+    study = load_study(folder.with_name(folder.name + placement.tag), int(options["n_models"]), manifest)
+    if study.n_models < int(options["n_models"]):
+        raise ParameterError(f"{study.folder}: {study.n_models} of {options['n_models']} subset models finished; run "
+                             "`python -m experiments.subsets` with the same overrides first")
+    return study
 
 
 def timing_summary(study: Study) -> dict[str, float]:

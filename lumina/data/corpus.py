@@ -14,6 +14,8 @@ from lumina.data import music21_corpus as embedded
 from lumina.data.common import plain_config
 from lumina.data.manifest import Manifest
 from lumina.runs.errors import ParameterError
+from lumina.runs.layout import corpus_dir as corpus_dir_of
+from lumina.runs.layout import corpus_root
 
 BUILDERS = {"music21": embedded, "folder": folder, "symbolic": symbolic_corpus}
 """Builder name → module with `cache_key(cfg, corpus_root, *, threads, progress) -> str` (the hash in the corpus
@@ -28,8 +30,8 @@ def corpus_dir(data_cfg: Mapping, cache_root: str | Path, *, threads: int = 2, p
     builder = BUILDERS.get(cfg.get("builder"))
     if builder is None:
         raise ParameterError(f"unknown corpus builder {cfg.get('builder')!r}; use one of {sorted(BUILDERS)}")
-    corpus_root = Path(cache_root) / "corpus"
-    return corpus_root / f"{cfg['name']}-{builder.cache_key(cfg, corpus_root, threads=threads, progress=progress)}"
+    key = builder.cache_key(cfg, corpus_root(cache_root), threads=threads, progress=progress)
+    return corpus_dir_of(cache_root, cfg["name"], key)
 
 
 def build_corpus(data_cfg: Mapping, cache_root: str | Path, *, threads: int = 2, progress: bool = True) -> Manifest:

@@ -27,6 +27,7 @@ from lumina.data.manifest import AUDIO_SHA256, Manifest
 from lumina.data.midi import TICK_S, VELOCITY_STEP, encode_notes, quantise, read_midi, write_midi
 from lumina.data.music21_pieces import SECONDS_PER_QUARTER, collection_pieces, parse_piece
 from lumina.runs.errors import CorpusError
+from lumina.runs.layout import parsed_scores_dir
 
 BUILDER_VERSION = "symbolic-1"
 PROFILES = ("flat", "crescendo", "decrescendo", "arch", "terraced")
@@ -159,7 +160,7 @@ def read_pieces(cfg: Mapping, cache_root: Path, threads: int, progress: bool) ->
     else:
         listed = [(p, label) for collection, label in cfg["collections"].items()
                   for p in collection_pieces(collection)[: cfg.get("max_pieces") or None]]
-        jobs = [(p, str(cache_root / "music21_notes")) for p, _ in listed]
+        jobs = [(p, str(parsed_scores_dir(cache_root, "music21_notes"))) for p, _ in listed]
         parsed = list(tqdm(parallel_map(_parse, jobs, workers=threads), total=len(jobs), desc="parsing scores",
                            disable=not progress))
         for i, ((piece, label), (notes_q, _)) in enumerate(zip(listed, parsed, strict=True)):

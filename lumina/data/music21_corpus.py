@@ -25,6 +25,7 @@ from lumina.data.music21_pieces import collection_pieces, parse_piece, unusable_
 from lumina.data.plan import Piece, check_design, plan_tracks, required_quarters, role_counts
 from lumina.data.render import QUIET_BELOW_DB, render_task
 from lumina.runs.errors import CorpusError
+from lumina.runs.layout import parsed_scores_dir
 
 BUILDER_VERSION = "music21-2"
 """Part of the cache key: bump it whenever a change to this builder changes its output."""
@@ -180,7 +181,7 @@ def build(cfg: Mapping, out_dir: Path, *, threads: int = 2, progress: bool = Tru
     settings = {key: cfg[key] for key in ("sample_rate", "track_s", "velocity", "eq_lowpass_hz", "reverb_rt60_s",
                                           "reverb_wet", "noise_snr_db", "target_rms_dbfs")}
     settings.update(soundfonts=tools["soundfonts"], fluidsynth=tools["fluidsynth"])
-    scores_dir = out_dir.parent / f"music21-scores-{BUILDER_VERSION}-{identity(cfg)['music21']}"
+    scores_dir = parsed_scores_dir(out_dir.parent, f"music21-scores-{BUILDER_VERSION}-{identity(cfg)['music21']}")
     pieces, notes, skipped = select_pieces(cfg, scores_dir, threads, progress)
     parsed_s = time.perf_counter() - started
     specs = plan_tracks(cfg, pieces)

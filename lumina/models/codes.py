@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from lumina.data.audio import load_audio
 from lumina.data.manifest import Manifest
+from lumina.runs.layout import codes_dir
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def encode_tracks(
 ) -> dict[str, np.ndarray]:
     """Codes (K, T) of each track, cached per codec and audio file (`<codec>/<audio sha256>.npy`), so a track is
     encoded once whatever catalogue it is in; interrupted runs keep what was done."""
-    folder = Path(cache_root) / "codes" / codec.identity()
+    folder = codes_dir(cache_root, codec.identity())
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for track in tqdm(list(ids), desc="encoding tracks", disable=not progress):

@@ -21,6 +21,7 @@ from lumina.models.musicgen import RECORD_FILE, LMConfig, MusicgenGenerator, bui
 from lumina.models.text import WordTokenizer
 from lumina.models.training import TrainConfig, evaluate_losses, loss_by_group, train_lm
 from lumina.runs.device import REFERENCE, Placement
+from lumina.runs.layout import codec_dir, model_dir
 from lumina.runs.locking import cache_lock
 from lumina.runs.provenance import machine
 
@@ -57,7 +58,7 @@ def fit_codec(manifest: Manifest, config: EmbeddedCodecConfig, cache_root: Path,
               ) -> EmbeddedCodec:
     """The embedded codec fitted on the manifest's training tracks (cached, keyed by their content only)."""
     key = _digest([manifest.content_key(manifest.train_ids), asdict(config)])
-    path = Path(cache_root) / "codecs" / f"embedded-{key}"
+    path = codec_dir(cache_root, "embedded", key)
     with cache_lock(path):
         if (path / "codec.json").exists():
             return EmbeddedCodec.load(path)
@@ -100,7 +101,7 @@ def train_embedded(
     descriptions = dict(zip(manifest.table["track_id"], manifest.table["description"], strict=True))
     key = _digest([RECIPE_VERSION, codec.identity(), asdict(config), train_ids, [descriptions[t] for t in train_ids]]
                   + ([] if placement.is_reference else [placement.record()]))
-    path = cache_root / "models" / f"{name}-{key}"
+    path = model_dir(cache_root, name, key)
     with cache_lock(path):
         if (path / RECORD_FILE).exists() and (path / "config.json").exists():
             return MusicgenGenerator.load(path, placement)

@@ -26,6 +26,7 @@ from lumina.models.music_transformer import (
 )
 from lumina.models.training import TrainConfig, evaluate_losses, loss_by_group, train_lm
 from lumina.runs.device import REFERENCE, Placement
+from lumina.runs.layout import model_dir
 from lumina.runs.locking import cache_lock
 
 
@@ -60,7 +61,7 @@ def train_symbolic(manifest: Manifest, config: MusicTransformerConfig, cache_roo
     generator = MusicTransformerGenerator(build_model(config.arch, config.seed)).place(placement)
     codes = encode_tracks(generator.codec, manifest, ids, cache_root, progress=progress)
     key = model_key(codes, train_ids, config, placement)
-    path = cache_root / "models" / f"{name}-{key}"
+    path = model_dir(cache_root, name, key)
     with cache_lock(path):
         if (path / RECORD_FILE).exists() and (path / WEIGHTS_FILE).exists():
             return MusicTransformerGenerator.load(path, placement)

@@ -3,7 +3,7 @@ cache, the runs and the reports is built by one of these functions, so a reader 
 name in one place.
 
     <cache>/corpus/<name>-<key>/                        a corpus (`corpus_dir`; key: its settings or content)
-    <cache>/corpus/music21_notes/                       parsed music21 scores shared by corpus builds
+    <cache>/corpus/<parsed scores>/                     parsed music21 scores shared by corpus builds
     <cache>/codecs/<kind>-<key>/                        fitted codecs (`codec_dir`)
     <cache>/codes/<codec identity>/<audio sha256>.npy   codes of each audio file (`codes_dir`)
     <cache>/models/<name>-<key>/                        trained generators (`model_dir`)
@@ -13,6 +13,8 @@ name in one place.
     <outputs>/generated/<data>-<model>-seed<N>/         generated queries (`generated_dir`, the default folder)
     <runs>/<experiment>/<method>/<setting>/             score matrices and run records
     <outputs>/reports/<audio stem>/                     one-file attribution reports (`report_dir`)
+
+Inside each folder its writer owns the files (a corpus's `audio/`, a model's checkpoints).
 
 `<experiment>` is `<data.name>-<catalogue key>-<model.name>-seed<N>`, plus `-g<generated key>` when the corpus
 includes generated queries (`experiment_name`): two catalogues with different content never share a folder, and
@@ -37,9 +39,11 @@ def corpus_dir(cache: str | Path, name: str, key: str) -> Path:
     return corpus_root(cache) / f"{name}-{key}"
 
 
-def parsed_scores_dir(corpus_root_dir: str | Path) -> Path:
-    """`<cache>/corpus/music21_notes`: parsed music21 scores, shared by the corpus builds of one cache."""
-    return Path(corpus_root_dir) / "music21_notes"
+def parsed_scores_dir(corpus_root_dir: str | Path, kind: str) -> Path:
+    """`<cache>/corpus/<kind>`: parsed music21 scores shared by the corpus builds of one cache (`kind`:
+    `music21-scores-<builder version>-<music21 version>` for the rendered corpus, `music21_notes` for MIDI
+    windows)."""
+    return Path(corpus_root_dir) / kind
 
 
 def codec_dir(cache: str | Path, kind: str, key: str) -> Path:
