@@ -25,15 +25,17 @@ $(VENV)/.installed: pyproject.toml
 
 # The demo's leaderboard goes to outputs/leaderboard: results/ holds the committed canonical tables (`make results`).
 demo: install
+	$(PY) -m experiments.generate
 	$(PY) -m experiments.run +method=lumina
 	$(PY) -m experiments.leaderboard leaderboard.results=outputs/leaderboard
 	$(PY) -m experiments.report
-	@echo "demo done: score matrices in outputs/runs/music21-<catalogue key>-embedded-seed<seed>/lumina/, LUMINA's" \
+	@echo "demo done: score matrices in outputs/runs/music21-<catalogue key>-embedded-seed<seed>-g<generated key>/lumina/, LUMINA's" \
 	  "signature store in outputs/cache/signatures/, leaderboard and figures in outputs/leaderboard/, report in" \
 	  "outputs/report/index.html"
 
 test: install
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 # Every committed table in results/: the whole study for each seed of SEEDS (experiments.seeds runs scripts/study.sh
@@ -55,6 +57,7 @@ check-demo: demo
 
 lint: install
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -135,12 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_intermixed_args(argv)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=["+method=lumina", *args.overrides])
-    from lumina.configure import configure_runtime, generator_loader, load_corpus
+    from lumina.configure import configure_runtime, generator_loader, base_corpus
     from lumina.methods.lumina.signatures import SignatureConfig, signature_dims
 
     configure_runtime(cfg)
     options = OmegaConf.to_container(cfg.method, resolve=True)
-    manifest = load_corpus(cfg)
+    manifest = base_corpus(cfg)
     generator = generator_loader(cfg, manifest)()
     ids = manifest.train_ids[: args.tracks + 1]
     paths = [str(manifest.path_of(t)) for t in ids]

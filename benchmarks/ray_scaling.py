@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 
 from execution import ParallelOptions, configure, parallel_map
 from groundtruth.study import run_subsets
-from lumina.configure import generator_loader, load_corpus
+from lumina.configure import generator_loader, base_corpus
 from lumina.methods.lumina.database import build_database, manifest_tracks
 from lumina.methods.lumina.signatures import SignatureConfig
 
@@ -107,7 +107,7 @@ def main() -> None:
             "data=folder", f"data.path={OUT / 'catalogue/train'}", f"data.queries={OUT / 'catalogue/queries'}",
             f"data.metadata={OUT / 'catalogue/metadata.csv'}", f"paths.outputs={OUT}", "progress=false",
             "threads=1", *RECIPE, f"model.train.epochs={args.epochs}"])
-    manifest = load_corpus(cfg)
+    manifest = base_corpus(cfg)
     model = OmegaConf.to_container(cfg.model, resolve=True)
     generator = generator_loader(cfg, manifest)()  # codec, codes and the full model, made once
     tracks = manifest_tracks(manifest)

@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lumina.configure import configure_runtime, load_corpus
+from lumina.configure import configure_runtime, base_corpus
 from lumina.models.codecs.probe import probe
 from lumina.models.codes import encode_tracks
 from lumina.models.embedded_recipe import EmbeddedModelConfig, fit_codec
@@ -23,7 +23,7 @@ from lumina.runs.provenance import command_line
 def codec_probe(cfg: DictConfig) -> list[dict]:
     """Probe rows (codebook, label, recovery, chance, ratio) for the configured corpus and embedded codec."""
     configure_runtime(cfg)
-    manifest = load_corpus(cfg)
+    manifest = base_corpus(cfg)
     model = EmbeddedModelConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
     codec = fit_codec(manifest, model.codec, Path(cfg.paths.cache), progress=bool(cfg.progress))
     ids = manifest.train_ids

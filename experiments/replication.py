@@ -28,14 +28,21 @@ from groundtruth.replication import (
     top_tracks,
 )
 from groundtruth.tables import write_replication_report
+from lumina.configure import experiment_runs
 from lumina.runs.cli import one_line_errors
+from lumina.runs.errors import LuminaError
 
 
 def seed_runs(cfg: DictConfig, seed: int) -> Path | None:
-    """The newest run folder of this corpus and model for `seed` (catalogues differ by their generated queries)."""
-    found = sorted(Path(cfg.paths.runs).glob(f"{cfg.data.name}-*-{cfg.model.name}-seed{seed}"),
-                   key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+    """The run folder of this corpus and model for `seed`, by key: the catalogue key and the key of that seed's
+    generated queries (`data.generated_dir` at that seed); None when the seed has no runs here."""
+    seeded = cfg.copy()
+    seeded.seed = seed
+    try:
+        runs = experiment_runs(seeded)
+    except LuminaError:  # no generated queries for this seed here: its runs cannot exist either
+        return None
+    return runs if runs.is_dir() else None
 
 
 @hydra.main(config_path="../conf", config_name="replication", version_base="1.3")

@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from lumina.configure import configure_runtime, generator_loader, load_corpus
+from lumina.configure import configure_runtime, generator_loader, base_corpus
 from lumina.models.codes import encode_tracks
 from lumina.models.training import checkpoint_curve
 from lumina.runs.cli import one_line_errors
@@ -30,7 +30,7 @@ def summary(record: dict) -> str:
 @one_line_errors("experiments.train")
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
-    manifest = load_corpus(cfg)
+    manifest = base_corpus(cfg)
     generator = generator_loader(cfg, manifest)()
     print(f"generator: {generator.source}")
     print(summary(generator.record))

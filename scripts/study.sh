@@ -24,7 +24,9 @@ stage() {  # stage NAME stamp|always COMMAND...: run a stage, record its wall se
     echo "!! $name failed (exit $?); the other stages go on" >&2; failed=1
   fi
 }
-# The subset models first: the longest stage, and the one whose records are kept (see above).
+# The generated queries first (every later stage's corpus includes them; reused when their key matches), then the
+# subset models: the longest stage, and the one whose records are kept (see above).
+stage generate always "$PY" -m experiments.generate seed="$SEED" progress=false
 stage subsets stamp "$PY" -m experiments.subsets seed="$SEED" "$SUBSETS" progress=false
 for m in lumina trak gradcos graddot tracin logra factgrass unlearning embedding clap mert; do
   stage "run-$m" stamp "$PY" -m experiments.run +method=$m seed="$SEED" progress=false

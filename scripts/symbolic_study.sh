@@ -6,7 +6,7 @@ D="data=chorales model=musictransformer"
 G="data.generated_dir=results/symbolic/generated"
 S="ground_truth.dir=results/symbolic/subset_models"  # loss records of the subset models, committed
 $PY -m experiments.train $D train_app.curve=true               # the full model; loss per group at each checkpoint
-[ -d results/symbolic/generated ] || $PY -m experiments.sample $D sample.out=results/symbolic/generated
+[ -d results/symbolic/generated ] || $PY -m experiments.generate $D $G
 for m in trak tracin gradcos graddot logra lumina symbolic; do $PY -m experiments.run +method=$m $D $G; done
 $PY -m experiments.run +method=trak $D $G method.ensemble=1
 $PY -m experiments.run +method=trak $D $G method.proj_dim=512
