@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 from aria.channels import AUDIO
 from aria.errors import ArtefactError, ParameterError
 from aria.features import FeatureSettings, track_features
+from execution.files import atomic_path
 from execution.parallel import parallel_map
 from execution.stdio import native_stderr_silenced
 
@@ -102,11 +102,8 @@ def _extract_to_cache(job: tuple[str, str], settings: FeatureSettings) -> None:
     except Exception as err:  # any failure inside librosa/madmom is reported with the file's name
         raise ArtefactError(f"{path}: feature extraction failed ({type(err).__name__}: {err})") from None
     features["seconds"] = np.array(time.perf_counter() - start)
-    tmp = Path(f"{out}.{os.getpid()}.tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as f:
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
         np.savez(f, **features)
-    tmp.replace(out)
 
 
 def extract_features(

@@ -11,7 +11,6 @@ histogram, rhythmic-value histogram, velocity change and range, polyphony. Plain
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from tqdm.auto import tqdm
 
 from aria.errors import ArtefactError, ParameterError
 from aria.extract import FeatureTable, file_sha256
+from execution.files import atomic_path
 from execution.parallel import parallel_map
 
 SECONDS_PER_QUARTER = 0.5
@@ -157,11 +157,8 @@ def window_features(notes: np.ndarray) -> dict[str, np.ndarray]:
 def _extract_to_cache(job: tuple[str, str]) -> None:
     path, out = job
     features = window_features(read_notes(path))
-    tmp = Path(f"{out}.{os.getpid()}.tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as f:
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
         np.savez(f, **features)
-    tmp.replace(out)
 
 
 def extract_symbolic(paths: Sequence[str | Path], track_ids: Sequence[str], cache_dir: str | Path, *,

@@ -48,7 +48,7 @@ def setup(method: str, overrides: list[str]):
     """Config, manifest and generator loader of the embedded default with `+method=method` (in this process)."""
     from hydra import compose, initialize_config_dir
 
-    from lumina.configure import configure_runtime, generator_loader, base_corpus
+    from lumina.configure import base_corpus, configure_runtime, generator_loader
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"+method={method}", *overrides])

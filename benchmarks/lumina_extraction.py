@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_intermixed_args(argv)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=["+method=lumina", *args.overrides])
-    from lumina.configure import configure_runtime, generator_loader, base_corpus
+    from lumina.configure import base_corpus, configure_runtime, generator_loader
     from lumina.methods.lumina.signatures import SignatureConfig, signature_dims
 
     configure_runtime(cfg)

@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 
 from execution import ParallelOptions, configure, parallel_map
 from groundtruth.study import run_subsets
-from lumina.configure import generator_loader, base_corpus
+from lumina.configure import base_corpus, generator_loader
 from lumina.methods.lumina.database import build_database, manifest_tracks
 from lumina.methods.lumina.signatures import SignatureConfig
 

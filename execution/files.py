@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,8 +24,9 @@ import pandas as pd
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside `path` (same suffix, so writers that add one keep it) that replaces `path` when the
-    block ends without an exception; the folder is made. Concurrent writers never share a temporary file."""
+    """A temporary path beside `path` (same suffix, so writers that add one keep it) that replaces `path` (a file, or
+    a folder that does not exist yet) when the block ends without an exception; the parent folder is made.
+    Concurrent writers never share a temporary path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
@@ -32,6 +34,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     finally:
+        if tmp.is_dir():  # a folder written in place of a file (a saved codec): nothing half-written stays
+            shutil.rmtree(tmp)
         tmp.unlink(missing_ok=True)
 
 

@@ -1,4 +1,5 @@
-"""Hydra applications, corpus builders and experiment scripts of the harness (not a library API)."""
+"""The Hydra applications of the harness, one module per command (`python -m experiments.NAME`); each parses its
+configuration, calls the library and prints. Not a library API: nothing imports an app."""
 
 import os
 

@@ -5,7 +5,8 @@
     python -m experiments.attribute PATH.wav --database outputs/cache/signatures/<model identity>/signatures.h5
 
 Prints, per channel, the ranked training tracks with cosine, kernel-regression score, STS, z_noise, confidence,
-LIP %, share and tier, and writes `report.json` and `report.md` (default folder: outputs/reports/<file stem>/).
+LIP %, share and tier, and writes `report.json` (with its provenance: this command, time, machine, model and
+database) and `report.md` (default folder: outputs/reports/<file stem>/).
 The database names the model that made it; the signature settings come from the database, the scoring
 options (`method.*`) from conf/method/lumina.yaml and the overrides. Extraction and the similarity-and-shares
 step are timed separately.
@@ -30,6 +31,8 @@ from lumina.methods.options import LuminaOptions
 from lumina.runs.cli import one_line_errors
 from lumina.runs.device import placement_from
 from lumina.runs.errors import AudioError, ParameterError
+from lumina.runs.layout import report_dir
+from lumina.runs.provenance import command_line
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     manifest = load_corpus(cfg)
     if args.database:  # the database's own model, on the configured device
         db = read_database(args.database).view(manifest_tracks(manifest), manifest.catalogue_key)
-        generator = database_generator(db, placement_from(cfg))
+        generator = database_generator(db, manifest, cfg.paths.cache, placement_from(cfg))
     else:
         generator = generator_loader(cfg, manifest)()
         database = database_path(options, signature_store(cfg.paths.cache, generator))
@@ -69,8 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     names = {t.track_id: track_name(t.description, t.path) for t in manifest_tracks(manifest)}
     report = attribute_file(audio, db, ScoringConfig.from_options(options.as_dict()), description=args.description,
                             generator=generator, names=names)
-    out = Path(args.out) if args.out else Path(cfg.paths.outputs) / "reports" / Path(args.audio).stem
-    json_path, md_path = write_report(report, out, args.top)
+    out = Path(args.out) if args.out else report_dir(cfg.paths.outputs, args.audio)
+    json_path, md_path = write_report(report, out, args.top, command=command_line("experiments.attribute", argv))
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
 

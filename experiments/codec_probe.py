@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lumina.configure import configure_runtime, base_corpus
+from lumina.configure import base_corpus, configure_runtime
 from lumina.models.codecs.probe import probe
 from lumina.models.codes import encode_tracks
 from lumina.models.embedded_recipe import EmbeddedModelConfig, fit_codec

@@ -3,16 +3,15 @@
     python -m experiments.report                                  # outputs/report/index.html
     python -m experiments.report report.runs=outputs/runs/my-exp report.channel_similarity=false
 
-Reads every run under `report.runs` (score matrices, Aria's `aria.json` and `aria_queries.csv`), every
-`ground_truth.csv` under `report.ground_truth` (joined to a run only when their models are the same) and every
-attribution report under `report.attributions`, and writes a static site into `report.out`: a leaderboard,
-a page per method setting, a page per query with players and every method side by side, and a page per
-attribution report, with the audio transcoded to Ogg Vorbis. Every page names this command.
+Reads what was written, recomputing nothing: every run under `report.runs` (score matrices, each run's manifest,
+LUMINA's `lumina_evidence.csv`, verdicts, Aria's `aria.json` and `aria_queries.csv`), every `ground_truth.csv`
+under `report.ground_truth` with its `truth.json` (joined to a run only when their models are the same) and every
+attribution report under `report.attributions` with its recorded provenance, and writes a static site into
+`report.out`: a leaderboard, a page per method setting, a page per query with players and every method side by
+side, and a page per attribution report, with the audio transcoded to Ogg Vorbis. Every page names this command.
 """
 
 from __future__ import annotations
-
-import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from aria.channels import get_channel_set
 from aria.features import FeatureSettings
 from lumina.runs.cli import one_line_errors
+from lumina.runs.provenance import command_line
 from lumina.site import SiteOptions, build_site
 
 
@@ -27,7 +27,7 @@ from lumina.site import SiteOptions, build_site
 @one_line_errors("experiments.report")
 def main(cfg: DictConfig) -> None:
     r = cfg.report
-    command = " ".join(["python -m experiments.report", *sys.argv[1:]])
+    command = command_line("experiments.report")
     options = SiteOptions(top=int(r.top), sample_rate=int(r.sample_rate), quality=float(r.quality),
                           channel_similarity=bool(r.channel_similarity), headline_k=int(cfg.aria.headline_k),
                           workers=int(cfg.aria.workers), progress=bool(cfg.progress))

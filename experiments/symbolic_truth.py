@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aria.channels import SYMBOLIC
 from groundtruth.agreement import RELIABILITY, attach_aria, diagnostics_against_truth
+from groundtruth.identity import write_truth_identity
 from groundtruth.judge import judge_runs
 from groundtruth.lds import own_effect_to_spread
 from groundtruth.planted import planted_effects
@@ -31,9 +32,9 @@ from lumina.configure import configure_runtime, layout, load_corpus
 from lumina.runs.errors import ParameterError
 
 
-def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, Study]:
+def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, Study, str]:
     """(ground-truth table with `lds` (last token) and `lds_window` per setting, planted in-vs-out effects,
-    the subset study)."""
+    the subset study, the catalogue key of the corpus judged)."""
     gt = cfg.ground_truth
     manifest = load_corpus(cfg)
     model = OmegaConf.to_container(cfg.model, resolve=True)
@@ -53,13 +54,14 @@ def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, Study]:
                                                                                          on=["method", "setting"])
     table = attach_aria(table, Path(cfg.symbolic.results) / "leaderboard.csv", SYMBOLIC.names)
     effects, _ = planted_effects(study, manifest, seed=int(gt.seed))
-    return table, effects, study
+    return table, effects, study, manifest.catalogue_key
 
 
 def symbolic_truth(cfg: DictConfig, command: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Write `ground_truth.csv`, `planted_influence.csv` and `table1.csv` (each row stamped with `command`) and
-    `tables.md` (`groundtruth.tables.symbolic_tables`) into `symbolic.results`; returns the three tables."""
-    table, effects, study = judged(cfg)
+    """Write `ground_truth.csv` (with `truth.json`, what it was measured on), `planted_influence.csv` and
+    `table1.csv` (each row stamped with `command`) and `tables.md` (`groundtruth.tables.symbolic_tables`) into
+    `symbolic.results`; returns the three tables."""
+    table, effects, study, catalogue_key = judged(cfg)
     train = study.train_ids
     targets = pd.DataFrame([  # can each LDS target show a window's influence on itself at all?
         {"target": "lds", **own_effect_to_spread(dataclasses.replace(study, losses=study.last_losses).loss_of(train),
@@ -70,6 +72,7 @@ def symbolic_truth(cfg: DictConfig, command: str) -> tuple[pd.DataFrame, pd.Data
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in (("ground_truth", table), ("planted_influence", effects), ("table1", agreement)):
         frame.assign(command=command).to_csv(out / f"{name}.csv", index=False)
+    write_truth_identity(out, study, command, catalogue_key=catalogue_key)
     (out / "tables.md").write_text(symbolic_tables(
         table, effects, agreement, targets, command, study.n_models, dict(cfg.symbolic.paper_methods),
         dict(cfg.symbolic.paper_lds), dict(cfg.symbolic.paper_names), SYMBOLIC.names))

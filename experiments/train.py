@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from lumina.configure import configure_runtime, generator_loader, base_corpus
+from lumina.configure import base_corpus, configure_runtime, generator_loader
 from lumina.models.codes import encode_tracks
 from lumina.models.training import checkpoint_curve
 from lumina.runs.cli import one_line_errors

@@ -16,6 +16,8 @@ import pandas as pd
 
 from aria.io import ScoreArtefact
 from aria.normalize import track_scores
+from groundtruth.study import study_losses
+from lumina.data.audio import file_sha256
 from lumina.data.manifest import Manifest
 from lumina.methods.attributable import (
     DIRECTIONS,
@@ -30,6 +32,10 @@ from lumina.methods.attributable import (
     roc,
     split_halves,
 )
+from lumina.methods.lumina import ScoringConfig, SignatureDatabase, empty_description_tops, gate_shares
+from lumina.models.codes import encode_tracks
+from lumina.models.protocol import Generator
+from lumina.runs.provenance import Provenance, relative, stamp
 
 QUERIES_FILE = "abstention.csv"
 """Per-query verdicts written into each run folder (Aria's per-query table joins them)."""
@@ -113,64 +119,23 @@ def write_flags(flags: pd.DataFrame, run_dir: Path) -> Path:
     return path
 
 
-def lumina_reference_tops(db) -> dict[str, np.ndarray]:
-    """Top cosine (over training songs) of each control track in LUMINA's cosine settings: {setting: (C,)}."""
-    from lumina.methods.lumina.method import channel_matrix
-    from lumina.methods.lumina.scoring import unit_rows
-
-    train, controls = db.ids("train"), db.ids("control")
-    out = {}
-    for channel in ("P", "M", "PM"):
-        cos = unit_rows(channel_matrix(db, channel, train)) @ unit_rows(channel_matrix(db, channel, controls)).T
-        out[f"lumina-{channel}"] = cos.max(axis=0)
-    return out
+def lumina_gate_shares(db: SignatureDatabase, queries: pd.DataFrame, gates: Sequence[str],
+                       scoring: ScoringConfig | None = None) -> pd.DataFrame:
+    """Whether each query gets any share under each gate and channel with the sources' rule (no abstention;
+    `lumina.methods.lumina.gate_shares`): rows (query_id, kind, half, gate, channel, any_share)."""
+    shares = gate_shares(db, queries["query_id"].tolist(), gates, scoring)
+    return shares.merge(queries[["query_id", "kind", "half"]], on="query_id", how="left")[
+        ["query_id", "kind", "half", "gate", "channel", "any_share"]]
 
 
-def lumina_gate_shares(db, queries: pd.DataFrame, gates: Sequence[str]) -> pd.DataFrame:
-    """Whether each query gets any share under each gate and channel with the sources' rule (no abstention):
-    rows (query_id, kind, half, gate, channel, any_share)."""
-    from dataclasses import replace
-
-    from lumina.methods.lumina.attribution import attribute, prepare
-    from lumina.methods.lumina.scoring import ScoringConfig
-
-    rows = []
-    present = set(db.ids("query"))
-    for gate in gates:
-        reference = prepare(db, replace(ScoringConfig(), gate=gate, abstain=False))
-        for q in queries.itertuples():
-            if q.query_id not in present:
-                continue
-            index = db.row_of(q.query_id)
-            channels = attribute({c: db.signatures[c][index] for c in ("P", "M")}, reference)
-            for channel, scores in channels.items():
-                rows.append({"query_id": q.query_id, "kind": q.kind, "half": q.half, "gate": gate,
-                             "channel": channel, "any_share": bool(scores.share.sum() > 0)})
-    return pd.DataFrame(rows)
-
-
-def lumina_empty_description_z(db, generator, manifest: Manifest, queries: pd.DataFrame,
-                               reference_tops: Mapping[str, np.ndarray]) -> pd.DataFrame:
+def lumina_empty_description_z(db: SignatureDatabase, generator: Generator, manifest: Manifest,
+                               queries: pd.DataFrame, reference_tops: Mapping[str, np.ndarray]) -> pd.DataFrame:
     """`reference_z` of each query's LUMINA signature extracted with the empty description instead of its own
     (the user who does not know the prompt): rows query_id, setting (lumina-P | lumina-M), reference_z."""
-    from lumina.data.audio import load_audio
-    from lumina.methods.lumina.method import channel_matrix
-    from lumina.methods.lumina.scoring import unit_rows
-    from lumina.methods.lumina.signatures import SignatureConfig, Skipped, signature
-
-    config = SignatureConfig.from_options(db.provenance)
-    train = {c: unit_rows(channel_matrix(db, c, db.ids("train"))) for c in ("P", "M")}
-    rows = []
-    for q in queries["query_id"]:
-        audio = load_audio(manifest.path_of(q), generator.codec.sample_rate, allow_silent=True)
-        signed = signature(generator, audio, "", config)
-        if isinstance(signed, Skipped):
-            continue
-        for c in ("P", "M"):
-            top = float((train[c] @ unit_rows(np.asarray(signed[c])[None])[0]).max())
-            rows.append({"query_id": q, "setting": f"lumina-{c}",
-                         "reference_z": float(reference_z(np.array([top]), reference_tops[f"lumina-{c}"])[0])})
-    return pd.DataFrame(rows, columns=["query_id", "setting", "reference_z"])
+    tops = empty_description_tops(db, generator, {q: manifest.path_of(q) for q in queries["query_id"]})
+    z = [float(reference_z(np.array([t.top]), reference_tops[f"lumina-{t.channel}"])[0]) for t in tops.itertuples()]
+    return pd.DataFrame({"query_id": tops["query_id"], "setting": "lumina-" + tops["channel"], "reference_z": z},
+                        columns=["query_id", "setting", "reference_z"])
 
 
 def description_effect(flags: pd.DataFrame, empty: pd.DataFrame, *, max_false_rate: float) -> dict:
@@ -195,25 +160,23 @@ def description_effect(flags: pd.DataFrame, empty: pd.DataFrame, *, max_false_ra
             "n_evaluation": len(held)}
 
 
-def track_losses(generator, manifest: Manifest, cache: Path) -> dict[str, float]:
+def track_losses(generator: Generator, manifest: Manifest, cache: Path) -> dict[str, float]:
     """Each track's teacher-forcing loss under `generator` (the `loss_z` signal's input), codes from the cache."""
-    from groundtruth.study import study_losses
-    from lumina.models.codes import encode_tracks
-
     ids = manifest.table["track_id"].tolist()
     codes = encode_tracks(generator.codec, manifest, ids, Path(cache), progress=False)
     descriptions = dict(zip(ids, manifest.table["description"], strict=True))
     return dict(zip(ids, study_losses(generator, codes, descriptions, ids)[0], strict=True))
 
 
-def lumina_checks(db, generator, manifest: Manifest, queries: pd.DataFrame, tops: Mapping[str, np.ndarray],
-                  flags: Mapping[str, pd.DataFrame], gates: Sequence[str], empty_description: bool, *,
-                  max_false_rate: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """LUMINA's gates before and after abstention (`gate_rates`, one row per gate and channel) and, per channel,
-    the report rule's threshold and the empty description's effect (`description_effect`). flags: per-query flags
-    by setting (`evaluate_setting`)."""
+def lumina_checks(db: SignatureDatabase, generator: Generator, manifest: Manifest, queries: pd.DataFrame,
+                  tops: Mapping[str, np.ndarray], flags: Mapping[str, pd.DataFrame], gates: Sequence[str],
+                  empty_description: bool, *, max_false_rate: float, scoring: ScoringConfig | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """LUMINA's gates before and after abstention (`gate_rates`, one row per gate and channel; the other scoring
+    options `scoring`'s) and, per channel, the report rule's threshold and the empty description's effect
+    (`description_effect`). flags: per-query flags by setting (`evaluate_setting`)."""
     rows = []
-    shares = lumina_gate_shares(db, queries, gates)
+    shares = lumina_gate_shares(db, queries, gates, scoring)
     for (gate, channel), part in shares.groupby(["gate", "channel"]):
         setting = flags.get(f"lumina-{channel}")
         after = setting.set_index("query_id")["attributable"] if setting is not None else pd.Series(dtype=bool)
@@ -225,3 +188,14 @@ def lumina_checks(db, generator, manifest: Manifest, queries: pd.DataFrame, tops
         description = [{"setting": s, **description_effect(flags[s], empty[empty["setting"] == s],
                                                             max_false_rate=max_false_rate)} for s in judged]
     return pd.DataFrame(rows), pd.DataFrame(description)
+
+
+def study_provenance(command: str, config: Mapping, manifest: Manifest, runs: Path,
+                     matrices: Sequence[tuple[Path, ScoreArtefact]], generator: Generator,
+                     db: SignatureDatabase | None) -> Provenance:
+    """What the abstention tables are made from: the manifest, each judged matrix (`<method>/<setting>` → SHA-256
+    of its scores.h5), the generator whose losses give `loss_z` and LUMINA's signature database (None: not built)."""
+    upstream = {"manifest": manifest.sha256(), "catalogue": manifest.catalogue_key, "model": generator.identity(),
+                **{f"{a.method}/{a.setting}": file_sha256(a.path) for _, a in matrices}}
+    return stamp(command=command, config=config, upstream=upstream, runs=relative(runs),
+                 manifest=relative(manifest.path), signature_database=relative(db.path) if db is not None else None)

@@ -16,11 +16,13 @@ import pandas as pd
 from execution import files
 from execution.files import cell
 from groundtruth.agreement import RELIABILITY
+from groundtruth.identity import write_truth_identity
 from groundtruth.judge import TOP_RANKED
 from groundtruth.planted import PLANTED_KINDS
 from groundtruth.replication import MIN_SEEDS
 from groundtruth.study import Study
 from lumina.data.manifest import QUERY_KINDS
+from lumina.runs.provenance import Provenance
 
 
 def influence_markdown(groups: pd.DataFrame, queries: pd.DataFrame, command: str, study: Study) -> str:
@@ -136,7 +138,8 @@ def best_of(table: pd.DataFrame, column: str) -> str:
 def write_results(results: str | Path, command: str, study: Study, table: pd.DataFrame, effects: pd.DataFrame,
                   channels: pd.DataFrame, agreement: pd.DataFrame, chance: dict, k: int, skipped: Sequence[str],
                   channel_names: Sequence[str]) -> None:
-    """ground_truth.csv, ground_truth_aria.csv, ground_truth_channels.csv and README.md into `results`.
+    """ground_truth.csv (with what it was measured on in truth.json), ground_truth_aria.csv,
+    ground_truth_channels.csv and README.md into `results`.
 
     table, channels, agreement: from `judge_runs`, `lumina_channels`, `aria_vs_truth`; effects: the groups
     of `planted_effects`; chance: `chance_levels`; `skipped` lists the runs that could not be judged, with
@@ -145,6 +148,7 @@ def write_results(results: str | Path, command: str, study: Study, table: pd.Dat
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
     table.assign(command=command).to_csv(results / "ground_truth.csv", index=False)
+    write_truth_identity(results, study, command)
     agreement.assign(command=command).to_csv(results / "ground_truth_aria.csv", index=False)
     channels.assign(command=command).to_csv(results / "ground_truth_channels.csv", index=False)
     hit = [f"{kind}_hit_at_{k}" for kind in PLANTED_KINDS]
@@ -271,10 +275,10 @@ def abstention_markdown(table: pd.DataFrame, gates: pd.DataFrame, queries: pd.Da
 
 
 def write_abstention_report(table: pd.DataFrame, gates: pd.DataFrame, rocs: dict, queries: pd.DataFrame,
-                            refused: Sequence[str], results: Path, command: str,
+                            refused: Sequence[str], results: Path, provenance: Provenance,
                             description: pd.DataFrame | None = None) -> Path:
-    """`abstention.csv` (settings, then gates, then the description's effect), `abstention.md` and
-    `figures/abstention_roc.png` in `results`."""
+    """`abstention.csv` (settings, then gates, then the description's effect), `abstention.md`,
+    `figures/abstention_roc.png` and `abstention.json` (`provenance`, stamped now) in `results`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -286,8 +290,8 @@ def write_abstention_report(table: pd.DataFrame, gates: pd.DataFrame, rocs: dict
         parts.append(description.assign(level="description"))
     combined = pd.concat(parts, ignore_index=True)
     combined.insert(0, "level", combined.pop("level"))
-    combined.assign(command=command).to_csv(results / "abstention.csv", index=False)
-    (results / "figures").mkdir(exist_ok=True)
+    with files.atomic_path(results / "abstention.csv") as tmp:
+        combined.assign(command=provenance.command).to_csv(tmp, index=False)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     for name, curve in sorted(rocs.items(), key=lambda kv: -kv[1]["auc"]):
         ax.plot(curve["fpr"], curve["tpr"], drawstyle="steps-post", label=f"{name} (AUC {curve['auc']:.2f})")
@@ -297,9 +301,12 @@ def write_abstention_report(table: pd.DataFrame, gates: pd.DataFrame, rocs: dict
     ax.set_title("Abstention: each setting's chosen signal, evaluation half")
     ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
-    fig.savefig(results / "figures" / "abstention_roc.png", dpi=120)
+    with files.atomic_path(results / "figures" / "abstention_roc.png") as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    (results / "abstention.md").write_text(abstention_markdown(table, gates, queries, refused, command, description))
+    files.write_text(results / "abstention.md",
+                     abstention_markdown(table, gates, queries, refused, provenance.command, description))
+    files.write_json(results / "abstention.json", provenance.restamped().record())
     return results / "abstention.md"
 
 

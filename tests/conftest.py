@@ -27,8 +27,11 @@ queries)."""
 
 
 def data_config(name: str, **overrides: object) -> dict:
-    """conf/data/<name>.yaml as a plain dict, with top-level `overrides`."""
-    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "data" / f"{name}.yaml"), resolve=True)
+    """conf/data/<name>.yaml as a plain dict, with top-level `overrides` (no generated queries: their folder is
+    named from the root config, and tests make their own)."""
+    loaded = OmegaConf.load(REPO / "conf" / "data" / f"{name}.yaml")
+    loaded.generated_dir = None
+    cfg = OmegaConf.to_container(loaded, resolve=True)
     cfg.update(overrides)
     return cfg
 

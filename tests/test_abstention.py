@@ -3,13 +3,17 @@ shares while a near-copy query does."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
+from experiments.abstention import lumina_options
 from groundtruth.abstention import evaluate_setting, gate_rates
 from lumina.methods.attributable import (
     AbstentionRule,
@@ -20,14 +24,19 @@ from lumina.methods.attributable import (
     roc,
     split_halves,
 )
+from lumina.methods.lumina import catalogue_database
 from lumina.methods.lumina.attribution import attribute_file, to_markdown
 from lumina.methods.lumina.database import Track, build_database
+from lumina.methods.lumina.method import database_path, signature_store
 from lumina.methods.lumina.scoring import ScoringConfig
 from lumina.methods.lumina.signatures import SignatureConfig
+from lumina.methods.options import LuminaOptions
 from lumina.models.embedded_recipe import EmbeddedModelConfig, train_embedded
 from lumina.models.training import TrainConfig
 from lumina.runs.errors import ParameterError
 from tests.generator_fixtures import TINY_CODEC, TINY_LM
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def test_column_signals_by_hand() -> None:
@@ -214,23 +223,25 @@ def test_the_study_pipeline_on_lumina_signatures(tiny_attribution, tmp_path) -> 
         description_effect,
         lumina_empty_description_z,
         lumina_gate_shares,
-        lumina_reference_tops,
         query_table,
         setting_signals,
+        study_provenance,
         write_flags,
     )
     from groundtruth.tables import write_abstention_report
+    from lumina.methods.lumina import reference_tops
     from lumina.methods.lumina.method import channel_matrix
     from lumina.methods.lumina.scoring import cosine_scores
+    from lumina.runs.provenance import stamp
     from lumina.runs.score_matrix import ScoreMatrix, write_run
 
     manifest, generator, db = tiny_attribution
     queries = query_table(manifest, list(PIPELINE_QUERIES), seed=0)
-    tops = lumina_reference_tops(db)
+    tops = reference_tops(db)
     assert set(tops) == {"lumina-P", "lumina-M", "lumina-PM"} and tops["lumina-P"].shape == (4,)
     train = db.ids("train")
     scores = cosine_scores(channel_matrix(db, "P", train), channel_matrix(db, "P", list(PIPELINE_QUERIES)))
-    write_run(tmp_path / "lumina-P", {"method": "lumina", "setting": "lumina-P"},
+    write_run(tmp_path / "lumina-P", {"method": "lumina", "setting": "lumina-P"}, stamp(),
               ScoreMatrix(scores, train, list(PIPELINE_QUERIES), method="lumina", setting="lumina-P"))
     artefact = read_scores(tmp_path / "lumina-P" / "scores.h5")
     loss_z = dict.fromkeys(PIPELINE_QUERIES, 0.0)
@@ -253,7 +264,49 @@ def test_the_study_pipeline_on_lumina_signatures(tiny_attribution, tmp_path) -> 
                                                                          .query("channel == 'P'"),
                                                                          flags.set_index("query_id")[
                                                                              "attributable"])}])
+    provenance = study_provenance("python -m experiments.abstention x=1", {"abstention": {"split_seed": 0}}, manifest,
+                                  tmp_path, [(tmp_path / "lumina-P", artefact)], generator, db)
     path = write_abstention_report(pd.DataFrame([{"method": "lumina", "setting": "lumina-P", **row}]), gates,
-                                   {"lumina/lumina-P": curve}, queries, [], tmp_path / "results", "cmd")
-    assert "## LUMINA's gates" in path.read_text()
+                                   {"lumina/lumina-P": curve}, queries, [], tmp_path / "results", provenance)
+    assert "## LUMINA's gates" in path.read_text() and "Command: `python -m experiments.abstention x=1`" in \
+        path.read_text()
     assert (tmp_path / "results" / "figures" / "abstention_roc.png").stat().st_size > 0
+    assert set(pd.read_csv(tmp_path / "results" / "abstention.csv")["command"]) == {
+        "python -m experiments.abstention x=1"}
+    record = json.loads((tmp_path / "results" / "abstention.json").read_text())
+    assert record["command"] == "python -m experiments.abstention x=1"
+    assert record["config"] == {"abstention": {"split_seed": 0}}
+    assert record["upstream"] == {
+        "manifest": manifest.sha256(), "catalogue": manifest.catalogue_key, "model": generator.identity(),
+        "lumina/lumina-P": hashlib.sha256((tmp_path / "lumina-P" / "scores.h5").read_bytes()).hexdigest()}
+    assert record["signature_database"] == str(db.path) and record["created_utc"].endswith("Z")
+
+
+def test_the_abstention_app_takes_lumina_s_configured_options() -> None:
+    """A changed signature option names another database: the app reads `method.*`, not LUMINA's defaults."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        default = compose("abstention")
+        changed = compose("abstention", overrides=["method.mode=jl", "method.segments=smart3", "method.gate=conf95"])
+    assert lumina_options(default) == LuminaOptions()
+    assert (lumina_options(changed).mode, lumina_options(changed).gate) == ("jl", "conf95")
+    assert database_path(lumina_options(default), "store").name == "signatures.h5"
+    assert database_path(lumina_options(changed), "store").name == "signatures-jl-smart3.h5"
+
+
+def test_the_catalogue_database_is_the_one_the_options_sign_into(tiny_attribution, tmp_path) -> None:
+    """The database of the default options in the model's store is found; options with another signature mode
+    look for their own file and find none; an explicit `database` is read wherever it lies."""
+    manifest, generator, db = tiny_attribution
+    store = signature_store(tmp_path, generator)
+    store.mkdir(parents=True)
+    (store / "signatures.h5").write_bytes(db.path.read_bytes())
+    found = catalogue_database(LuminaOptions(), tmp_path, generator, manifest)
+    assert found is not None and found.ids("train") == db.ids("train") and found.ids("control") == db.ids("control")
+    np.testing.assert_array_equal(found.signatures["P"], db.signatures["P"])
+    assert found.provenance["catalogue_key"] == manifest.catalogue_key
+    assert catalogue_database(LuminaOptions(mode="jl"), tmp_path, generator, manifest) is None
+    explicit = catalogue_database(LuminaOptions(mode="jl", database=str(db.path)), tmp_path / "empty", generator,
+                                  manifest)
+    assert explicit is not None and explicit.path == db.path

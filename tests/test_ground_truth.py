@@ -18,11 +18,21 @@ from scipy import stats
 from experiments.ground_truth import ground_truth
 from groundtruth.lds import lds_per_query
 from groundtruth.planted import holm, two_way_effect
-from groundtruth.study import PLAN_FILE, Study, draw_subset, open_study
+from groundtruth.study import (
+    MODELS_DIR,
+    PLAN_FILE,
+    Study,
+    audio_mismatch,
+    draw_subset,
+    load_study,
+    open_study,
+    run_subsets,
+)
 from lumina.configure import layout, load_corpus
 from lumina.data.manifest import Manifest
-from lumina.models import training
-from lumina.runs.provenance import machine
+from lumina.models import embedded_recipe, training
+from lumina.runs.errors import ParameterError
+from lumina.runs.provenance import machine, stamp
 from lumina.runs.score_matrix import ScoreMatrix, write_run
 from tests.generator_fixtures import tone
 
@@ -158,6 +168,32 @@ def test_interrupted_study_resumes_without_retraining_and_gives_the_same_results
     assert [r["model_identity"] for r in resumed.records] == [r["model_identity"] for r in reference.records[:3]]
 
 
+def test_a_record_of_other_audio_is_refused_then_measured_again_without_retraining(study, tmp_path, monkeypatch):
+    """Each record names the audio hash of every track it measured: a study whose clips changed is refused by
+    its readers (naming the stage to rerun), and the stage measures that record again on the cached model, with
+    the same losses, training nothing."""
+    import shutil
+
+    cfg, manifest, reference = study
+    assert all(audio_mismatch(r, manifest) == "" for r in reference.records)
+    assert reference.records[0]["audio_sha256"]["q_nc_0"] == manifest.audio_key("q_nc_0")
+    folder = tmp_path / reference.folder.name
+    shutil.copytree(reference.folder, folder)
+    record_path = folder / MODELS_DIR / "m001.json"
+    record = json.loads(record_path.read_text())
+    record["audio_sha256"]["q_nc_0"] = "0" * 64  # as if q_nc_0 had been decoded otherwise when it was measured
+    record["losses"] = [0.0] * len(record["losses"])
+    record_path.write_text(json.dumps(record))
+    assert load_study(folder).n_models == reference.n_models  # read without a corpus: nothing to check against
+    with pytest.raises(ParameterError, match=r"m001.json: the audio of track q_nc_0 differs.*experiments.subsets"):
+        load_study(folder, manifest=manifest)
+    monkeypatch.setattr(embedded_recipe, "train_lm", lambda *a, **k: pytest.fail("a model was trained again"))
+    again = run_subsets(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache, folder,
+                        n_models=reference.n_models, workers=1, progress=False)
+    np.testing.assert_array_equal(again.losses, reference.losses)
+    assert json.loads(record_path.read_text())["audio_sha256"] == reference.records[1]["audio_sha256"]
+
+
 def test_ground_truth_command_on_the_tiny_study(study):
     cfg, manifest, result = study
     results = Path(cfg.ground_truth.results)
@@ -174,7 +210,7 @@ def test_ground_truth_command_on_the_tiny_study(study):
             ("oracle", "planted", oracle), ("random", "gaussian", noise), ("lumina", "lumina-P", oracle + 0.01 * noise),
             ("lumina", "lumina-M", noise)]):
         matrix = ScoreMatrix(scores, train, queries, method=method, setting=setting)
-        write_run(runs / method / setting, {"method": method, "setting": setting}, matrix)
+        write_run(runs / method / setting, {"method": method, "setting": setting}, stamp(), matrix)
         # what `python -m experiments.leaderboard` would leave: z per query in the run folder, z̄ in the board
         z = np.random.default_rng(i).standard_normal((len(queries), 3))
         pd.DataFrame({"query_id": queries, "stage": "original", "k": 10, "rhythm": z[:, 0], "harmony": z[:, 1],

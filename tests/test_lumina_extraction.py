@@ -3,9 +3,11 @@ on the tiny 4-layer generator (P = layer 3, M = layer 1) and tones written by th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -418,15 +420,33 @@ def test_method_writes_six_unclipped_matrices(tmp_path, tracks, generator, clean
     shares = matrices[0].provenance["signature_statistics"]["P"]["statistic_share"]
     assert math.isclose(sum(shares.values()), 1.0)
 
-    report = attribute_file(folder / "q0.wav", db, ScoringConfig(), description="piano bach")
+    report = attribute_file(folder / "q0.wav", db, ScoringConfig(), description="piano bach", generator=generator)
     assert report["model_id"] == str(Path(generator.source)) and report["n_train"] == N_TONES
+    evidence = {m.setting: m.tables["lumina_evidence"] for m in matrices}
+    assert {s: list(dict.fromkeys(t["channel"])) for s, t in evidence.items()} == {
+        f"lumina-{c}{kind}": list(c) for c in ("P", "M", "PM") for kind in ("", "-kr")}
     for c in ("P", "M"):
         rows = report["channels"][c]["rows"]
         assert [r["rank"] for r in rows] == list(range(1, N_TONES + 1))
         assert [r["cosine"] for r in rows] == sorted((r["cosine"] for r in rows), reverse=True)
         total = sum(r["share"] for r in rows)
         assert math.isclose(total, 1.0) or total == 0.0
-    json_path, md_path = write_report(report, tmp_path / "report")
-    assert json.loads(json_path.read_text())["channels"]["M"]["rows"] == rows
+        # the run's evidence of q0 is the attribution report's tier, confidence and share of every track
+        mine = evidence["lumina-PM"].query("query_id == 'q0' and channel == @c").set_index("track_id")
+        assert sorted(mine.index) == sorted(r["track_id"] for r in rows)
+        for r in rows:
+            assert mine.at[r["track_id"], "tier"] == r["tier"]
+            assert mine.at[r["track_id"], "confidence"] == pytest.approx(r["confidence"], rel=1e-9, abs=1e-12)
+            assert mine.at[r["track_id"], "share"] == pytest.approx(r["share"], rel=1e-9, abs=1e-12)
+    monkeypatch.chdir(tmp_path)  # the project: recorded paths below it are relative
+    json_path, md_path = write_report(report, tmp_path / "report", command="python -m experiments.attribute q0.wav")
+    written = json.loads(json_path.read_text())
+    assert written["channels"]["M"]["rows"] == rows
+    recorded = written["provenance"]
+    assert recorded["command"] == "python -m experiments.attribute q0.wav" and recorded["database"] == "signatures.h5"
+    assert recorded["model_hash"] == generator.identity() and recorded["catalogue_key"] == report["catalogue_key"]
+    assert recorded["upstream"]["database"] == hashlib.sha256(db_path.read_bytes()).hexdigest()
+    assert recorded["machine"]["processor"] and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", recorded["created_utc"])
     text = md_path.read_text()
     assert "Channel P (composition)" in text and "| rank | track | cosine |" in text and "silent" in text
+    assert "made by: `python -m experiments.attribute q0.wav`" in text

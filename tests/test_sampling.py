@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from lumina.data.generated import add_generated_queries
+from lumina.data.generated import include_generated
 from lumina.data.manifest import Manifest
+from lumina.models.generate import GenerationSettings, generate_queries, generation_key
 from lumina.models.teacher_forcing import delay_pattern
+from lumina.runs.errors import CorpusError
 from tests.generator_fixtures import DESCRIPTIONS, SR, tiny_generator, tone
 
 
@@ -49,30 +51,68 @@ def test_sampling_is_seeded_and_respects_codebook_sizes() -> None:
         assert 0 <= first[:, q].min() and first[:, q].max() < size
 
 
-def test_generated_queries_are_added_once_and_reused(tmp_path) -> None:
+def _tone_catalogue(folder) -> Manifest:
+    import soundfile as sf
+
+    rows = []
+    for i, text in enumerate(DESCRIPTIONS):
+        path = folder / f"t{i}.wav"
+        sf.write(str(path), tone([220 * (i + 1)], seconds=1.0, seed=i), SR)
+        rows.append({"track_id": f"t{i}", "split": "train", "path": path.name, "description": text})
+    return Manifest(pd.DataFrame(rows), folder)
+
+
+def test_generated_queries_are_a_stage_the_corpus_includes(tmp_path) -> None:
+    """The stage writes clips and their record once; the corpus includes them by reading the folder (no
+    generator); the same settings reuse the folder, a changed one writes it anew."""
     import soundfile as sf
 
     generator = tiny_generator()
-    rows = []
-    for i, text in enumerate(DESCRIPTIONS):
-        path = tmp_path / f"t{i}.wav"
-        sf.write(str(path), tone([220 * (i + 1)], seconds=1.0, seed=i), SR)
-        rows.append({"track_id": f"t{i}", "split": "train", "path": path.name, "description": text})
-    manifest = Manifest(pd.DataFrame(rows), tmp_path)
-    extended = add_generated_queries(manifest, generator, count=3, seconds=0.5, seed=0, progress=False)
+    (tmp_path / "corpus").mkdir()
+    manifest = _tone_catalogue(tmp_path / "corpus")
+    settings = GenerationSettings(count=3, seconds=0.5, seed=0)
+    folder = generate_queries(generator, manifest, tmp_path / "generated", settings, progress=False)
+    extended = include_generated(manifest, folder)
     queries = extended.table[extended.table["query_kind"] == "generated"]
     assert queries["track_id"].tolist() == ["q_generated_00", "q_generated_01", "q_generated_02"]
     assert set(queries["description"]) <= set(DESCRIPTIONS) and (queries["split"] == "query").all()
     assert (queries["source_ids"] == "").all()
     audio, rate = sf.read(str(extended.path_of("q_generated_00")))
     assert rate == SR and audio.shape[0] == 25 * generator.codec.config.hop_length and np.abs(audio).max() > 0
+    key, parts = generation_key(generator, settings)
+    assert extended.generated == {"key": key, "model_identity": generator.identity(), "settings": parts["settings"]}
+    assert parts["decoder"] == generator.codec.decoder
+    # the same settings reuse the folder: nothing is written again
     stamp = extended.path_of("q_generated_01").stat().st_mtime_ns
-    again = add_generated_queries(manifest, generator, count=3, seconds=0.5, seed=0, progress=False)
-    assert again.sha256() == extended.sha256() and extended.path_of("q_generated_01").stat().st_mtime_ns == stamp
+    generate_queries(generator, manifest, folder, settings, progress=False)
+    assert extended.path_of("q_generated_01").stat().st_mtime_ns == stamp
+    assert include_generated(manifest, folder).sha256() == extended.sha256()
+    # the catalogue key names the training catalogue only; the combined manifest has a file of its own
     assert manifest.content_key(manifest.train_ids) == extended.content_key(extended.train_ids)
-    # the extended manifest has a file of its own beside the corpus's (what run provenance names)
-    assert extended.path.parent == tmp_path and extended.path.name != "manifest.csv"
+    assert extended.path.parent == manifest.root and extended.path.name == f"manifest-generated-{key}.csv"
     assert Manifest.load(extended.path).sha256() == extended.sha256()
+    # another temperature is another key: the folder is written anew, never reused silently
+    hotter = GenerationSettings(count=3, seconds=0.5, seed=0, temperature=2.0)
+    generate_queries(generator, manifest, folder, hotter, progress=False)
+    assert include_generated(manifest, folder).generated["key"] == generation_key(generator, hotter)[0] != key
+
+
+def test_generated_clips_do_not_depend_on_the_decoding_workers(tmp_path) -> None:
+    """Decoding in two worker processes gives the bytes one process gives (the clips are keyed, not the
+    workers)."""
+    generator = tiny_generator()
+    manifest = _tone_catalogue(tmp_path)
+    settings = GenerationSettings(count=2, seconds=0.5, seed=1)
+    one = generate_queries(generator, manifest, tmp_path / "one", settings, workers=1, progress=False)
+    two = generate_queries(generator, manifest, tmp_path / "two", settings, workers=2, progress=False)
+    for name in ("q_generated_00.wav", "q_generated_01.wav"):
+        assert (one / name).read_bytes() == (two / name).read_bytes()
+
+
+def test_a_corpus_without_the_stage_names_it(tmp_path) -> None:
+    manifest = _tone_catalogue(tmp_path)
+    with pytest.raises(CorpusError, match="experiments.generate"):
+        include_generated(manifest, tmp_path / "missing")
 
 
 def test_adding_queries_retrains_nothing(tiny_corpus, tmp_path, monkeypatch) -> None:
@@ -89,7 +129,9 @@ def test_adding_queries_retrains_nothing(tiny_corpus, tmp_path, monkeypatch) -> 
     generator = train_embedded(corpus, config, tmp_path, progress=False)
     assert set(generator.tokenizer.vocabulary[3:]) == {w for t in corpus.train_ids
                                                       for w in corpus.description_of(t).split()}
-    grown = add_generated_queries(corpus, generator, count=2, seconds=0.5, seed=0, progress=False)
+    folder = generate_queries(generator, corpus, tmp_path / "generated", GenerationSettings(count=2, seconds=0.5),
+                              progress=False)
+    grown = include_generated(corpus, folder)
     assert len(grown.query_ids) == 3
     monkeypatch.setattr(embedded, "train_lm", lambda *a, **k: pytest.fail("a model was trained again"))
     monkeypatch.setattr(embedded, "_fit_and_save_codec", lambda *a, **k: pytest.fail("the codec was fitted again"))

@@ -34,8 +34,8 @@ def test_one_page_of_each_kind_passes_in_headless_chromium(site: Path, tmp_path:
         assert check.problems == [], kind
         assert check.screenshot is not None and check.screenshot.stat().st_size > 10_000, kind
     query = checks["query"]
-    # the query, then top 5 of each of the two settings; every one decoded with its 2 s duration
-    assert len(query.audio) == 11 and all(a["duration"] == pytest.approx(2.0, abs=0.05) for a in query.audio)
+    # the query, then top 5 of each of the three settings; every one decoded with its 2 s duration
+    assert len(query.audio) == 16 and all(a["duration"] == pytest.approx(2.0, abs=0.05) for a in query.audio)
     assert any(a["start"] == pytest.approx(1.0) and a["currentTime"] == pytest.approx(1.0) for a in query.audio)
     assert len(checks["attribution"].audio) == 1 + 2 * 5
     for kind in ("leaderboard", "setting", "query", "attribution"):

@@ -20,8 +20,8 @@ from lumina.configure import model_loader
 from lumina.data.corpus import build_corpus
 from lumina.data.midi import EventTokenizer, decode_events, encode_notes, quantise, read_midi
 from lumina.models.codes import encode_tracks
+from lumina.models.generate import GenerationSettings, generate_queries
 from lumina.models.music_transformer import ArchConfig, MusicTransformerGenerator, build_model
-from lumina.models.music_transformer_recipe import write_generated
 from lumina.models.protocol import Item
 from lumina.models.training import checkpoint_curve
 from lumina.runs.errors import CheckpointError, CorpusError
@@ -174,14 +174,16 @@ def test_generated_windows_are_reproducible_recorded_and_join_the_corpus_as_quer
     folder = midi_folder(tmp_path / "midi")
     manifest = build_corpus(symbolic_config(folder), tmp_path / "cache", threads=1, progress=False)
     generator = tiny_generator()
-    options = {"count": 2, "primer": 16, "length": 32, "seed": 3}  # the primer carries notes; the tiny model may not
-    first = write_generated(generator, manifest, tmp_path / "a", **options)
-    again = write_generated(generator, manifest, tmp_path / "b", **options)
-    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]  # same model and seed, same bytes
+    settings = GenerationSettings(count=2, primer=16, length=32, seed=3)  # the primer carries notes
+    first = generate_queries(generator, manifest, tmp_path / "a", settings, progress=False)
+    again = generate_queries(generator, manifest, tmp_path / "b", settings, progress=False)
+    names = ["generated_00.mid", "generated_01.mid"]
+    assert [(first / n).read_bytes() for n in names] == [(again / n).read_bytes() for n in names]  # same bytes
     record = json.loads((tmp_path / "a" / "generated.json").read_text())
     held = manifest.table.loc[manifest.table["query_kind"] == "held_out", "track_id"].tolist()
-    assert record["model_identity"] == generator.identity() and record["sampling"]["seed"] == 3
-    assert record["primed_with"] == {"generated_00.mid": held[0], "generated_01.mid": held[1 % len(held)]}
+    assert record["model_identity"] == generator.identity() and record["settings"]["seed"] == 3
+    assert [r["variant"] for r in record["rows"]] == [f"primed with {held[0]}", f"primed with {held[1 % len(held)]}"]
+    assert record["decoder"] == "midi-events" and "temperature" in record["settings"]
     with_generated = build_corpus(symbolic_config(folder, generated_dir=str(tmp_path / "a")), tmp_path / "cache",
                                   threads=1, progress=False)
     kinds = with_generated.table["query_kind"].tolist()

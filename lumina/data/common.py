@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,14 +21,6 @@ def settings_key(settings: Mapping) -> str:
     """Short SHA-256 of the settings as canonical JSON (12 hex digits)."""
     text = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def write_json(path: Path, data: object) -> None:
-    """Write `data` as indented JSON, atomically (a reader never sees half a file); makes the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(partial, path)
 
 
 def read_json(path: Path) -> dict:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from execution.files import write_json
 from lumina.data.audio import file_sha256, load_audio, read_file
-from lumina.data.common import read_json, settings_key, write_json
+from lumina.data.common import read_json, settings_key
 from lumina.data.manifest import AUDIO_SHA256, COLUMNS, Manifest
 from lumina.runs.errors import AudioError, CorpusError, ParameterError
 

@@ -22,7 +22,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from execution import parallel_map
-from lumina.data.common import settings_key, write_json
+from execution.files import write_json
+from lumina.data.common import settings_key
 from lumina.data.manifest import AUDIO_SHA256, Manifest
 from lumina.data.midi import TICK_S, VELOCITY_STEP, encode_notes, quantise, read_midi, write_midi
 from lumina.data.music21_pieces import SECONDS_PER_QUARTER, collection_pieces, parse_piece

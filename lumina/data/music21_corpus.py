@@ -18,8 +18,9 @@ import pandas as pd
 import pretty_midi
 from tqdm import tqdm
 
+from execution.files import write_json
 from execution.parallel import parallel_map
-from lumina.data.common import read_json, settings_key, write_json
+from lumina.data.common import read_json, settings_key
 from lumina.data.manifest import COLUMNS, Manifest
 from lumina.data.music21_pieces import collection_pieces, parse_piece, unusable_reason
 from lumina.data.plan import Piece, check_design, plan_tracks, required_quarters, role_counts

@@ -3,10 +3,11 @@ used by the embedded corpus."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from execution.files import atomic_path
 
 SECONDS_PER_QUARTER = 0.5
 """The corpora carry no tempo markings: a quarter note lasts 0.5 s (120 bpm) at tempo factor 1."""
@@ -71,10 +72,8 @@ def parse_piece(piece: str, cache_dir: Path) -> tuple[np.ndarray | None, str]:
         notes, reason = read_notes(piece), ""
     except Exception as err:  # any music21 parse or expansion failure skips the piece, with its reason
         notes, reason = None, f"{type(err).__name__}: {err}".strip()[:300]
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_name(f"{cached.stem}.{os.getpid()}.partial.npz")
-    np.savez(partial, notes=np.zeros((0, 4)) if notes is None else notes, reason=np.array(reason))
-    os.replace(partial, cached)
+    with atomic_path(cached) as partial:
+        np.savez(partial, notes=np.zeros((0, 4)) if notes is None else notes, reason=np.array(reason))
     return notes, reason
 
 

@@ -16,6 +16,7 @@ import pretty_midi
 import soundfile as sf
 from scipy import signal
 
+from execution.files import atomic_path
 from lumina.data.audio import rms_dbfs, save_audio
 from lumina.data.music21_pieces import SECONDS_PER_QUARTER
 from lumina.data.textures import synthesize
@@ -182,9 +183,8 @@ def render_track(spec: Mapping, notes: np.ndarray, settings: Mapping, path: Path
         elif spec["effect"] == "noise":
             audio = add_noise(audio, float(settings["noise_snr_db"]), rng)
         audio = normalise(audio, float(settings["target_rms_dbfs"]))
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
-        save_audio(partial, audio, sample_rate)
-        os.replace(partial, path)
+        with atomic_path(path) as partial:
+            save_audio(partial, audio, sample_rate)
     written, sample_rate = sf.read(str(path), dtype="float64")
     return {
         "track_id": spec["track_id"],

@@ -5,7 +5,6 @@ files (`read(path)`), and each of its tracks is one unit, never cut into segment
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from execution.files import atomic_path
 from lumina.data.audio import load_audio
 from lumina.data.manifest import Manifest
 from lumina.runs.layout import codes_dir
@@ -52,9 +52,8 @@ def encode_tracks(
         path = folder / f"{manifest.audio_key(track)}.npy"
         if not path.exists():
             codes = codec.encode(read_clip(codec, manifest.path_of(track)))
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-            np.save(tmp, codes)
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                np.save(tmp, codes)
         out[track] = np.load(path)
     return out
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from execution.files import atomic_path
 from lumina.data.audio import load_audio
 from lumina.data.manifest import Manifest
 from lumina.models.codecs.chroma_mel import EmbeddedCodec, EmbeddedCodecConfig
@@ -71,10 +71,8 @@ def _fit_and_save_codec(manifest: Manifest, config: EmbeddedCodecConfig, path: P
         for t in tqdm(manifest.train_ids, desc="codec: reading audio", disable=not progress)
     ]
     codec = EmbeddedCodec.fit(audios, config)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    codec.save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        codec.save(tmp)
     return codec
 
 

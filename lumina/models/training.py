@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from execution.files import atomic_path
 from lumina.data.manifest import Manifest
 from lumina.models.musicgen import MusicgenGenerator
 from lumina.models.teacher_forcing import pad_clips
@@ -170,17 +171,9 @@ def checkpoint_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _save_resume(path: Path, generator: MusicgenGenerator, optimizer, identity: dict, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": generator.model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "identity": json.dumps(identity),
-            "state": json.dumps(state),
-        },
-        tmp,
-    )
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"model": generator.model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "identity": json.dumps(identity), "state": json.dumps(state)}, tmp)
 
 
 @torch.no_grad()

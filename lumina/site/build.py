@@ -2,8 +2,9 @@
 query with every method side by side, and a page per attribution report, rendered with the Jinja2 templates of
 `lumina/site/templates/`.
 
-A study is the runs of one corpus, catalogue and model name; runs that differ only by seed are one setting with
-its spread across seeds.
+A study is the runs of one study key (recorded by each run: corpus, catalogue and model) without its seed part;
+runs that differ only by seed are one setting with its spread across seeds. Everything shown is read from what
+the runs, the ground truth and the attribution reports wrote (docs/report.md#inputs).
 """
 
 from __future__ import annotations
@@ -21,14 +22,25 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from aria.channels import ChannelSet
+from aria.errors import ArtefactError
 from aria.features import FeatureSettings
 from aria.figures import energy_figure, ksweep_figure, residual_figure
-from aria.io import manifest_path, read_manifest
 from aria.leaderboard import RELIABILITY, leaderboard_row, rank_settings
-from lumina.methods.options import option
+from execution.files import write_text
+from lumina.runs.provenance import relative
 from lumina.site import media
 from lumina.site.evidence import Ranking, channel_similarities, lumina_evidence, ranking
-from lumina.site.inputs import Run, Truth, find_attributions, find_runs, find_truths, query_lds, truth_for, truth_row
+from lumina.site.inputs import (
+    Manifests,
+    Run,
+    Truth,
+    find_attributions,
+    find_runs,
+    find_truths,
+    query_lds,
+    truth_for,
+    truth_row,
+)
 
 PLANTED_KINDS = ("near_copy", "composition", "production")
 MEANING = {
@@ -54,13 +66,20 @@ MEANING = {
 class SiteOptions:
     """Options of the report (conf/report.yaml)."""
 
-    top: int = option(5, "training tracks shown per method on a query page")
-    sample_rate: int = option(22050, "sample rate (Hz) of the report's Ogg Vorbis audio")
-    quality: float = option(0.6, "Vorbis compression level, 0 (largest, best) to 1 (smallest)")
-    channel_similarity: bool = option(True, "compute Aria's channel similarity of each query to its top tracks")
-    headline_k: int = option(10, "group size K of the homogeneity z shown (Aria's headline K)")
-    workers: int = option(2, "worker processes for Aria's feature extraction")
-    progress: bool = option(True, "progress bars")
+    top: int = 5
+    """training tracks shown per method on a query page"""
+    sample_rate: int = 22050
+    """sample rate (Hz) of the report's Ogg Vorbis audio"""
+    quality: float = 0.6
+    """Vorbis compression level, 0 (largest, best) to 1 (smallest)"""
+    channel_similarity: bool = True
+    """compute Aria's channel similarity of each query to its top tracks"""
+    headline_k: int = 10
+    """group size K of the homogeneity z shown (Aria's headline K)"""
+    workers: int = 2
+    """worker processes for Aria's feature extraction"""
+    progress: bool = True
+    """progress bars"""
 
 
 @dataclass
@@ -144,17 +163,15 @@ class Site:
         root = "../" * page.count("/")
         html = self.env.get_template(template).render(
             root=root, made={"command": self.command, "utc": self.made_utc, "sources": sources}, **context)
-        path = self.out / page
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(html)
+        path = write_text(self.out / page, html)
         self.pages.append(path)
 
 
 def run_source(run: Run) -> dict:
-    """The model and corpus that made a run, as the footer names them."""
+    """The model and corpus that made a run, as the footer names them (from its recorded provenance)."""
     prov = run.provenance
     data, model = prov.get("data") or {}, prov.get("model") or {}
-    return {"model": f"{model.get('name', '?')} (hash {prov.get('model_hash', '?')}, {prov.get('model_id', '?')})",
+    return {"model": f"{model.get('name', '?')} (hash {run.model_hash}, {run.model_id})",
             "corpus": f"{data.get('name', '?')} (catalogue {str(prov.get('catalogue_key', '?'))[:12]}, manifest "
                       f"{prov.get('manifest', '?')})",
             "command": prov.get("command", "?")}
@@ -169,10 +186,10 @@ def unique_sources(runs: Sequence[Run]) -> list[dict]:
 
 
 def group_entries(runs: Sequence[Run]) -> dict[str, list[Entry]]:
-    """Study → its settings, runs of a setting that differ only by seed grouped into one entry."""
+    """Study → its settings, runs of a setting that differ only by seed (`Run.group`) grouped into one entry."""
     grouped: dict[tuple[str, str, str], list[Run]] = {}
     for run in runs:
-        grouped.setdefault((run.study, run.method, run.setting), []).append(run)
+        grouped.setdefault((run.group, run.method, run.setting), []).append(run)
     studies: dict[str, list[Entry]] = {}
     for (study, method, setting), members in sorted(grouped.items()):
         ok = sorted((r for r in members if r.matrix is not None), key=lambda r: str(r.seed))
@@ -337,22 +354,28 @@ def track_media(site: Site, manifest: pd.DataFrame, track: str, start: float = 0
     return out
 
 
-def query_page(site: Site, study: str, query: str, entries: Sequence[Entry], manifest: pd.DataFrame,
-               similarity: dict[str, pd.DataFrame], lumina: dict[int, dict | None], channel_set: ChannelSet) -> str:
-    """The page of one query with every setting side by side; returns its path from the site's root."""
-    info = manifest.loc[query]
+def query_page(site: Site, study: str, query: str, entries: Sequence[Entry], manifests: Manifests,
+               similarity: dict[Path, dict[str, pd.DataFrame]], lumina: dict[int, dict | None],
+               channel_set: ChannelSet) -> str:
+    """The page of one query with every setting side by side, each setting's tracks from its run's own manifest
+    (`similarity`: manifest → channel → (queries × training tracks)); returns its path from the site's root."""
+    shown = [e for e in entries if e.run is not None and query in e.run.matrix.query_ids]
+    holder = next((manifests(e.run) for e in shown if query in manifests(e.run).index), None)
+    if holder is None:
+        raise ArtefactError(f"query {query} of study {study} is in none of its runs' manifests")
+    info = holder.loc[query]
     sources = [s for s in str(info.get("source_ids", "")).split(";") if s]
     methods = []
-    for entry in entries:
+    for entry in shown:
         run = entry.run
-        if run is None or query not in run.matrix.query_ids:
-            continue
+        manifest = manifests(run)
+        sims_of = similarity.get(manifests.path(run), {})
         evidence = lumina.get(id(entry)) or {}
         top = []
         for rank, (track, score, start) in enumerate(entry.rankings[0].top(query, site.options.top), start=1):
             sims = []
             for c in channel_set.names:
-                table = similarity.get(c)
+                table = sims_of.get(c)
                 if table is not None and query in table.index and track in table.columns:
                     row = table.loc[query]
                     sims.append({"value": float(row[track]), "percentile": 100.0 * float((row < row[track]).mean())})
@@ -369,7 +392,7 @@ def query_page(site: Site, study: str, query: str, entries: Sequence[Entry], man
     page = f"queries/{slug(study, query)}.html"
     site.write(page, "query.html", unique_sources([e.run for e in entries if e.run is not None]),
                title=f"Query {query} ({study})", query=query, info={k: str(v) for k, v in info.items()},
-               query_media=track_media(site, manifest, query), planted=sources, methods=methods,
+               query_media=track_media(site, holder, query), planted=sources, methods=methods,
                channels=[channel_set.titles[c] for c in channel_set.names],
                similarity_note="" if similarity else "Channel similarities were not computed for this study.")
     return page
@@ -400,13 +423,18 @@ def attribution_page(site: Site, path: Path, report: dict, tracks: dict[str, str
         channels.append({"name": name, **{k: v for k, v in channel.items() if k != "rows"}, "rows": rows})
     page = f"attribution/{slug(path.parent.name)}.html"
     player = {"src": f"../{site.audio(audio)}#t=0.00", "start": 0.0, "roll": None} if audio.is_file() else None
-    provenance = [{"model": f"hash {report.get('model_hash', '?')} ({report.get('model_id', '?')})",
-                "corpus": f"signature database {report.get('database', '?')}",
-                "command": "python -m experiments.attribute " + str(report["audio"])}]
+    recorded = report.get("provenance") or {}
+    made = {"command": recorded.get("command", ""), "utc": recorded.get("created_utc", "")}
+    database = recorded.get("database") or relative(report.get("database", "?"))
+    model_id = recorded.get("model_id") or report.get("model_id", "?")
+    provenance = [{"model": f"hash {report.get('model_hash', '?')} ({model_id})",
+                   "corpus": f"signature database {database} (catalogue "
+                             f"{str(report.get('catalogue_key') or 'unknown')[:12]})",
+                   "command": made["command"] or "not recorded (the report predates recorded provenance)"}]
     verdicts = [{"name": c["name"], "attributable": bool(c["attributable"])} for c in channels if "attributable" in c]
     site.write(page, "attribution.html", provenance, title=f"LUMINA attribution of {audio.name}", report=report,
-               source=str(path), query_media=player, channels=channels, verdicts=verdicts, query=query,
-               planted=sources)
+               source=relative(path), database=database, made_by=made, query_media=player, channels=channels,
+               verdicts=verdicts, query=query, planted=sources)
     return page
 
 
@@ -419,42 +447,51 @@ def build_site(
     """Write the report of every run under `runs_root` into `out`; returns `out/index.html`.
 
     truth_roots: folders searched for `ground_truth.csv` (`skip`: folders not searched); attributions: a
-    folder searched for `report.json`; manifest: the manifest of every run (None: each run's provenance names
-    it); aria_cache: Aria's feature cache (the channel similarities reuse the leaderboard's features).
+    folder searched for `report.json`; manifest: the manifest of every run (None: each run's own, the one its
+    provenance names); aria_cache: Aria's feature cache (the channel similarities reuse the leaderboard's features).
     """
     out = Path(out)
     site = Site(out, options, command)
     runs = find_runs(runs_root)
     truths = find_truths(list(truth_roots), [out, *map(Path, skip)])
+    manifests = Manifests(manifest)
     studies = group_entries(runs)
     k = options.headline_k
     tracks: dict[str, str] = {}
     planted: dict[Path, tuple[str, list[str]]] = {}
     sections, query_links = [], []
     for study, entries in studies.items():
-        for entry in entries:
+        shown = [e for e in entries if e.run is not None]
+        for entry in shown:
             entry.truths = [truth_for(r, truths) for r in entry.runs]
-            entry.rankings = {0: ranking(entry.run.matrix)} if entry.run else {}
-        first = next((e.run for e in entries if e.run is not None), None)
-        table = read_manifest(manifest_path(first.matrix, manifest)) if first else pd.DataFrame()
-        tracks.update({t: p for t, p in table.get("path", pd.Series(dtype=str)).items() if t not in tracks})
-        planted.update({p: v for p, v in planted_sources(table).items() if p not in planted})
-        queries = list(dict.fromkeys(q for e in entries if e.run for q in e.run.matrix.query_ids))
-        symbolic = any(media.is_symbolic(p) for p in table.get("path", []))
+            entry.rankings = {0: ranking(entry.run.matrix)}
+        queries_of: dict[Path, list[str]] = {}  # each manifest of the study → the queries of the runs naming it
+        for entry in shown:
+            queries_of.setdefault(manifests.path(entry.run), []).extend(entry.run.matrix.query_ids)
+        for path in queries_of:
+            table = manifests.read(path)
+            tracks.update({t: p for t, p in table["path"].items() if t not in tracks})
+            planted.update({p: v for p, v in planted_sources(table).items() if p not in planted})
         similarity = {}
-        if options.channel_similarity and first is not None and not symbolic:  # symbolic: its own features
-            similarity = channel_similarities(table, queries, channel_set, feature_settings or FeatureSettings(),
-                                              aria_cache, workers=options.workers, progress=options.progress)
-        lumina = {id(e): lumina_evidence(e.run.matrix) for e in entries if e.run is not None}
+        if options.channel_similarity:
+            for path, wanted in queries_of.items():
+                table = manifests.read(path)
+                if not any(media.is_symbolic(p) for p in table["path"]):  # symbolic: its own features
+                    similarity[path] = channel_similarities(
+                        table, list(dict.fromkeys(wanted)), channel_set, feature_settings or FeatureSettings(),
+                        aria_cache, workers=options.workers, progress=options.progress)
+        lumina = {id(e): lumina_evidence(e.run.folder) for e in shown}
         columns, rows = leaderboard(entries, channel_set, k)
-        for entry in tqdm(entries, desc=f"setting pages ({study})", disable=not options.progress):
-            if entry.run is not None:
-                setting_page(site, entry, table, channel_set, k)
-        pages = [query_page(site, study, q, entries, table, similarity, lumina, channel_set)
+        for entry in tqdm(shown, desc=f"setting pages ({study})", disable=not options.progress):
+            setting_page(site, entry, manifests(entry.run), channel_set, k)
+        queries = list(dict.fromkeys(q for e in shown for q in e.run.matrix.query_ids))
+        pages = [query_page(site, study, q, entries, manifests, similarity, lumina, channel_set)
                  for q in tqdm(queries, desc=f"query pages ({study})", disable=not options.progress)]
+        kinds = {}  # a query's kind in the first manifest that holds it
+        for table in map(manifests.read, queries_of):
+            kinds.update({q: str(table.at[q, "query_kind"]) for q in queries if q in table.index and q not in kinds})
         query_links.append({"study": study, "queries": [
-            {"query": q, "href": p, "kind": str(table.at[q, "query_kind"]) if q in table.index else ""}
-            for q, p in zip(queries, pages, strict=True)]})
+            {"query": q, "href": p, "kind": kinds.get(q, "")} for q, p in zip(queries, pages, strict=True)]})
         sections.append({"study": study, "columns": columns, "rows": rows,
                          "figures": study_figures(site, study, entries, channel_set, k),
                          "truth_notes": sorted({note for e in entries for _, note in e.truths})})
@@ -462,5 +499,5 @@ def build_site(
                for p, r in (find_attributions(attributions) if attributions else [])]
     site.write("index.html", "index.html", unique_sources([r for r in runs if r.matrix is not None]),
                title="Attribution study report", sections=sections, query_links=query_links, reports=reports,
-               k=k, runs_root=str(runs_root))
+               k=k, runs_root=relative(runs_root))
     return out / "index.html"

@@ -1,6 +1,7 @@
 """The evidence a query page shows beside each method's top tracks (docs/report.md#query-pages): the top
-training tracks with the segment that matched, the planted sources' rank, LUMINA's tier, confidence and share,
-and Aria's channel similarities between the query and each track.
+training tracks with the segment that matched and the planted sources' rank (from the run's `scores.h5`),
+LUMINA's tier, confidence and share (the `lumina_evidence.csv` the run wrote), and Aria's channel similarities
+between the query and each track.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from aria.extract import extract_features
 from aria.features import FeatureSettings
 from aria.io import ScoreArtefact
 from aria.normalize import aggregate_tracks
-from lumina.methods.lumina.attribution import attribute, prepare
-from lumina.methods.lumina.database import read_database
-from lumina.methods.lumina.scoring import ScoringConfig
-from lumina.methods.lumina.stats import TIER_NAMES
 from lumina.runs.errors import ParameterError
+
+LUMINA_EVIDENCE = "lumina_evidence.csv"
+"""LUMINA's per-query tiers, confidences and shares, written by the method beside its `scores.h5`."""
 
 
 @dataclass
@@ -74,25 +74,20 @@ def _segment_starts(matrix: ScoreArtefact) -> np.ndarray:
     return np.zeros(len(matrix.segment_track))
 
 
-def lumina_evidence(matrix: ScoreArtefact) -> dict[str, dict[str, list[tuple[str, float, float]]]] | None:
-    """LUMINA's statistics of every query the run's signature database holds: query → track → [(channel
-    title, tier, confidence, share)] for the channels the setting uses (P, M or both); None when the run is
-    not LUMINA's or its database is not here (docs/lumina.md#scoring-statistics-and-shares)."""
-    path = matrix.provenance.get("signature_database")
-    if matrix.method != "lumina" or not path or not Path(path).is_file():
+def lumina_evidence(folder: Path) -> dict[str, dict[str, list[tuple[str, str, float, float]]]] | None:
+    """The tiers, confidences and shares a LUMINA run wrote (`lumina_evidence.csv`: one row per query, training
+    track and channel the setting uses; docs/lumina.md#scoring-statistics-and-shares): query → track → [(channel,
+    tier, confidence, share)] in the file's channel order; None when the run wrote none."""
+    path = Path(folder) / LUMINA_EVIDENCE
+    if not path.is_file():
         return None
-    db = read_database(path)
-    reference = prepare(db, ScoringConfig.from_options(matrix.settings))
-    channels = list(str(matrix.settings.get("channel", "PM")))
-    out: dict[str, dict] = {}
-    for query in (q for q in matrix.query_ids if q in db.song_ids):
-        row = db.row_of(query)
-        scored = attribute({c: db.signatures[c][row] for c in db.signatures}, reference)
-        out[query] = {
-            track: [(c, TIER_NAMES[scored[c].tier[i]], float(scored[c].confidence[i]), float(scored[c].share[i]))
-                    for c in channels]
-            for i, track in enumerate(reference.track_ids)
-        }
+    table = pd.read_csv(path, dtype={"query_id": str, "track_id": str, "channel": str, "tier": str},
+                        keep_default_na=False)
+    out: dict[str, dict[str, list[tuple[str, str, float, float]]]] = {}
+    for query, track, channel, tier, conf, share in zip(table["query_id"], table["track_id"], table["channel"],
+                                                        table["tier"], table["confidence"], table["share"],
+                                                        strict=True):
+        out.setdefault(query, {}).setdefault(track, []).append((channel, tier, float(conf), float(share)))
     return out
 
 

@@ -1,8 +1,9 @@
-"""What the report reads (docs/report.md#inputs): method runs with Aria's diagnoses and per-query verdicts,
-ground-truth tables with the identity of the model they were measured on, and attribution reports.
+"""What the report reads (docs/report.md#inputs): method runs with their manifests, Aria's diagnoses and per-query
+verdicts, ground-truth tables with the identity of what they were measured on (`truth.json`), and attribution
+reports. Everything comes from written files; nothing is recomputed.
 
 Every reader takes whatever is present: a run without `aria.json` has no diagnostics, a query without an
-`attributable` column is "not assessed", a ground-truth table whose model cannot be identified is not joined.
+`attributable` column is "not assessed", a ground-truth table without `truth.json` is not joined.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import numpy as np
 import pandas as pd
 
 from aria.errors import ArtefactError
-from aria.io import ScoreArtefact, read_run, read_scores
+from aria.io import ScoreArtefact, read_manifest, read_run, read_scores
+from groundtruth.identity import read_truth_identity
 from lumina.runs.errors import ParameterError
+from lumina.runs.provenance import PROJECT, relative
 
 VERDICT_COLUMNS = ("attributable", "abstain_reason")
 """Per-query verdict columns a run's CSV outputs (or datasets of its `scores.h5`) may carry."""
 TRUTH_FILE = "ground_truth.csv"
-STUDY_IN_MARKDOWN = re.compile(r"study `([^`]+)`")
+SEED_PART = re.compile(r"-seed\d+(-g[0-9a-f]+)?$")
+"""The model seed (and the generated queries' key) at the end of a study key (`lumina.runs.layout.experiment_name`)."""
 
 
 @dataclass
@@ -57,25 +61,74 @@ class Run:
         return self.provenance.get("seed")
 
     @property
-    def identity(self) -> dict | None:
-        """What a ground truth must have been measured on to judge this run: corpus and model recipe."""
+    def model_hash(self) -> str:
+        """The identity of the model the scores came from: the method's record of it, the upstream model, or (a run
+        written before provenance had sections) the record's own field; '?' when none names it."""
         prov = self.provenance
-        if "manifest_sha256" not in prov or "model" not in prov:
+        return str((prov.get("method") or {}).get("model_hash") or (prov.get("upstream") or {}).get("model")
+                   or prov.get("model_hash") or "?")
+
+    @property
+    def model_id(self) -> str:
+        """Where that model was loaded from, when the method records it ('?' when not)."""
+        prov = self.provenance
+        return str((prov.get("method") or {}).get("model_id") or prov.get("model_id") or "?")
+
+    @property
+    def identity(self) -> dict | None:
+        """What a ground truth must have been measured on to judge this run: catalogue and model recipe."""
+        prov = self.provenance
+        if not prov.get("catalogue_key") or "model" not in prov:
             return None
-        return {"manifest_sha256": prov["manifest_sha256"], "model": prov["model"]}
+        return {"catalogue_key": prov["catalogue_key"], "model": prov["model"]}
 
     @property
     def study(self) -> str:
-        """The runs that differ only by seed share this: corpus name, catalogue and model name."""
-        prov = self.provenance
-        data, model = prov.get("data") or {}, prov.get("model") or {}
-        if prov.get("catalogue_key") and data.get("name") and model.get("name"):
-            return f"{data['name']}-{str(prov['catalogue_key'])[:8]}-{model['name']}"
-        return self.experiment
+        """The study key the run records (its experiment folder's name), or for a run written before runs
+        recorded it, the experiment folder it lies in."""
+        return str(self.provenance.get("study") or self.experiment)
+
+    @property
+    def group(self) -> str:
+        """The runs that differ only by seed share this: the study key without its seed part."""
+        return SEED_PART.sub("", self.study)
+
+
+def project_path(recorded: str | Path) -> Path:
+    """A path as provenance records it: relative to the project (where the apps run) unless absolute."""
+    path = Path(recorded)
+    return path if path.is_absolute() or path.exists() else PROJECT / path
+
+
+class Manifests:
+    """Every manifest the runs name, each read once: a run's own (its provenance's `manifest`), or `explicit`
+    for every run."""
+
+    def __init__(self, explicit: str | Path | None = None):
+        self.explicit = Path(explicit) if explicit else None
+        self.tables: dict[Path, pd.DataFrame] = {}
+
+    def path(self, run: Run) -> Path:
+        """The resolved manifest file of `run`."""
+        if self.explicit is not None:
+            return self.explicit.resolve()
+        named = run.provenance.get("manifest")
+        if not named:
+            raise ArtefactError(f"{run.folder}: its provenance names no manifest; give one with report.manifest=PATH")
+        return project_path(named).resolve()
+
+    def read(self, path: Path) -> pd.DataFrame:
+        """The manifest at `path` (`aria.io.read_manifest`: index track_id, absolute audio paths)."""
+        if path not in self.tables:
+            self.tables[path] = read_manifest(path)
+        return self.tables[path]
+
+    def __call__(self, run: Run) -> pd.DataFrame:
+        return self.read(self.path(run))
 
 
 def identity_key(identity: dict | None) -> str:
-    """A short readable hash of a model identity (corpus SHA-256 and model recipe); `unknown` for None."""
+    """A short readable hash of an identity (corpus key and model recipe); `unknown` for None."""
     if identity is None:
         return "unknown"
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -136,32 +189,21 @@ def find_runs(root: str | Path) -> list[Run]:
 
 @dataclass
 class Truth:
-    """A ground-truth table (`ground_truth.csv`), the identity of the model recipe and corpus it was measured
-    on (None when unknown), and per-query LDS (columns method, setting, query_id, lds) when written."""
+    """A ground-truth table (`ground_truth.csv`), what it was measured on (its `truth.json`: catalogue key, manifest
+    SHA-256, model recipe, subset models, command; None when absent), and per-query LDS (columns method, setting,
+    query_id, lds) when written."""
 
     folder: Path
     table: pd.DataFrame
     identity: dict | None
     per_query: pd.DataFrame | None
-    command: str
 
-
-def truth_identity(folder: Path, table: pd.DataFrame) -> dict | None:
-    """The corpus SHA-256 and model recipe of the subset study behind a ground-truth folder: from its
-    `study` column, else from the study the `planted_influence.md` beside it names; None when neither
-    leads to a readable `plan.json`."""
-    candidates = []
-    if "study" in table.columns:
-        candidates += [Path(s) for s in table["study"].dropna().unique()]
-    influence = folder / "planted_influence.md"
-    if influence.is_file():
-        candidates += [Path(s) for s in STUDY_IN_MARKDOWN.findall(influence.read_text())]
-    for study in candidates:
-        plan = study / "plan.json"
-        if plan.is_file():
-            content = json.loads(plan.read_text())
-            return {"manifest_sha256": content.get("manifest_sha256"), "model": content.get("model")}
-    return None
+    @property
+    def command(self) -> str:
+        """The command that made the table, as `truth.json` (else its `command` column) records it."""
+        if self.identity and self.identity.get("command"):
+            return str(self.identity["command"])
+        return str(self.table["command"].iloc[0]) if "command" in self.table.columns and len(self.table) else ""
 
 
 def _files_named(root: Path, name: str, skip: set[Path]) -> list[Path]:
@@ -191,22 +233,28 @@ def find_truths(roots: list[str | Path], skip: list[Path]) -> list[Truth]:
                 if candidate is not None and {"method", "setting", "query_id", "lds"} <= set(candidate.columns):
                     per_query = candidate
                     break
-            command = str(table["command"].iloc[0]) if "command" in table.columns and len(table) else ""
-            truths.append(Truth(folder, table, truth_identity(folder, table), per_query, command))
+            truths.append(Truth(folder, table, read_truth_identity(folder), per_query))
     return truths
 
 
 def judged_here(truth: Truth, run: Run) -> tuple[bool, str]:
-    """Whether `truth` was measured for `run`'s model: the same corpus and model recipe (the study's plan), the
-    same model hash when the table records one, and the same score matrix (its ρ₁ equals the run's, when both
-    are known); with the reason when not."""
+    """Whether `truth` was measured for `run`'s model: the same catalogue (key; for a truth.json without one, the
+    same manifest SHA-256) and model recipe, the same model hash when the table records one, and the same score
+    matrix (its ρ₁ equals the run's, when both are known); with the reason when not."""
     if truth.identity is None:
-        return False, "its model cannot be identified (no readable study plan.json)"
-    if truth.identity != run.identity:
-        return False, f"model {identity_key(truth.identity)}, this run's is {identity_key(run.identity)}"
+        return False, "it names no identity (no truth.json beside it; rerun the ground truth that made it)"
+    if run.identity is None:
+        return False, "this run's provenance names no catalogue key or model recipe"
+    corpus = "catalogue_key" if truth.identity.get("catalogue_key") else "manifest_sha256"
+    if str(truth.identity.get(corpus)) != str(run.provenance.get(corpus)):
+        return False, (f"corpus {corpus} {str(truth.identity.get(corpus))[:12]}, this run's is "
+                       f"{str(run.provenance.get(corpus))[:12]}")
+    if truth.identity.get("model") != run.identity["model"]:
+        return False, (f"model recipe {identity_key(truth.identity.get('model'))}, this run's is "
+                       f"{identity_key(run.identity['model'])}")
     row = truth_row(truth, run)
-    if "model_hash" in row and str(row["model_hash"]) != str(run.provenance.get("model_hash")):
-        return False, f"model hash {row['model_hash']}, this run's is {run.provenance.get('model_hash')}"
+    if "model_hash" in row and str(row["model_hash"]) != run.model_hash:
+        return False, f"model hash {row['model_hash']}, this run's is {run.model_hash}"
     mine = (run.diagnostics or {}).get("reliability", {}).get("rho1")
     if mine is not None and "rho1" in row and not np.isclose(float(row["rho1"]), float(mine), rtol=0, atol=1e-9):
         return False, (f"it judged another score matrix of this setting (ρ₁ {float(row['rho1']):.4f}, this run's "
@@ -216,7 +264,7 @@ def judged_here(truth: Truth, run: Run) -> tuple[bool, str]:
 
 def truth_for(run: Run, truths: list[Truth]) -> tuple[Truth | None, str]:
     """The ground truth that judges `run` (`judged_here`; the one with most subset models), and a sentence
-    saying what was joined or why nothing was."""
+    saying what was joined or why nothing was (folders relative to the project)."""
     holding = [t for t in truths if ((t.table["method"] == run.method) & (t.table["setting"] == run.setting)).any()]
     if not holding:
         return None, "No ground truth present judges this setting."
@@ -224,8 +272,9 @@ def truth_for(run: Run, truths: list[Truth]) -> tuple[Truth | None, str]:
     matching = [t for t, ok, _ in verdicts if ok]
     if matching:
         best = max(matching, key=lambda t: int(t.table.get("n_models", pd.Series([0])).max()))
-        return best, f"Ground truth from {best.folder} (model {identity_key(best.identity)}, this run's model)."
-    others = "; ".join(f"{t.folder}: {why}" for t, _, why in verdicts)
+        return best, (f"Ground truth from {relative(best.folder)} (model {identity_key(run.identity)}, this run's "
+                      "model).")
+    others = "; ".join(f"{relative(t.folder)}: {why}" for t, _, why in verdicts)
     return None, f"The ground truth present belongs to another model ({others}). Not joined."
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +29,7 @@ from tqdm.auto import tqdm
 
 from execution import distributed, parallel_map
 from execution import options as parallel_options
+from execution.files import atomic_path
 from lumina.methods.baselines.items import batches
 from lumina.methods.baselines.weights import example_loss
 from lumina.models.protocol import Batch, Generator, Item
@@ -59,10 +58,8 @@ def cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     if path.exists():
         return np.load(path)
     value = np.asarray(compute())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npy")  # writers never share one
-    np.save(tmp, value)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.save(tmp, value)
     return value
 
 

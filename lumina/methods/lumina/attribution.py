@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 from scipy.linalg import cho_solve
 
+from execution.files import write_text
 from lumina.data.audio import file_sha256, load_audio
+from lumina.data.manifest import Manifest
 from lumina.methods.attributable import reference_z
 from lumina.methods.lumina.database import SignatureDatabase
 from lumina.methods.lumina.scoring import ScoringConfig, cosine_scores, kernel_factor, unit_rows
@@ -35,10 +37,11 @@ from lumina.methods.lumina.stats import (
     tiers,
     weigh,
 )
-from lumina.models.musicgen import MusicgenGenerator
+from lumina.models.builder import model_loader
 from lumina.models.protocol import Generator
 from lumina.runs.device import REFERENCE, Placement
 from lumina.runs.errors import CheckpointError, LuminaError, ParameterError
+from lumina.runs.provenance import relative, stamp
 
 TIMING_REPEATS = 20
 """Repeats of the similarity-and-shares step whose median a report gives."""
@@ -97,6 +100,16 @@ def prepare(db: SignatureDatabase, config: ScoringConfig, references: dict[str, 
     kind = "control tracks" if use_controls else "synthetic references" if references is not None else "none"
     return Reference(track_ids, {c: m.astype(np.float32) for c, m in train.items()}, factors, noise, config, tops,
                      kind)
+
+
+def reference_for(db: SignatureDatabase, config: ScoringConfig, generator: Generator) -> Reference:
+    """`prepare` with the reference queries the abstention needs: the database's control tracks, or with fewer
+    than MIN_REFERENCES of them, `synthetic_references` of `generator` cached beside the database."""
+    references = None
+    if config.abstain and len(db.ids("control")) < MIN_REFERENCES:
+        references = synthetic_references(generator, SignatureConfig.from_options(db.provenance),
+                                          Path(f"{db.path}.references.npz"))
+    return prepare(db, config, references)
 
 
 def synthetic_references(generator: Generator, config: SignatureConfig, cache: Path, *, seconds: float = 10.0
@@ -280,6 +293,8 @@ def to_markdown(report: dict, top: int = 10) -> str:
               f"{report['schema_version']}",
               f"- abstention: {report['abstention']['rule']}, threshold {report['abstention']['threshold']:g}, "
               f"against {report['abstention']['n_references']} {report['abstention']['references']}"]
+    if "provenance" in report:
+        lines += [f"- made by: `{report['provenance']['command']}` at {report['provenance']['created_utc']}"]
     lines += [f"- database: `{report['database']}` ({report['n_train']} training songs, model "
               f"`{report['model_hash']}`)",
               f"- catalogue version: `{report.get('catalogue_key') or 'unknown'}`",
@@ -312,25 +327,35 @@ def to_markdown(report: dict, top: int = 10) -> str:
     return "\n".join(lines)
 
 
-def database_generator(db: SignatureDatabase, placement: Placement = REFERENCE) -> Generator:
-    """The generator a database was made with (loaded from its recorded directory onto `placement`, hash
-    checked)."""
+def saved_model(folder: str | Path) -> dict:
+    """The `model` config that loads a saved generator folder through the builder (`model_loader`): a
+    MusicTransformer when its `config.json` says so or it has none (dattri's layout), else a MusicGen directory."""
+    folder = Path(folder)
+    config = folder / "config.json"
+    symbolic = not config.is_file() or json.loads(config.read_text()).get("kind") == "musictransformer"
+    return {"kind": "musictransformer" if symbolic else "pretrained", "name": folder.name, "path": str(folder)}
+
+
+def database_generator(db: SignatureDatabase, manifest: Manifest, cache: str | Path,
+                       placement: Placement = REFERENCE) -> Generator:
+    """The generator a database was made with: its recorded folder loaded by the one builder onto `placement`,
+    hash checked (`manifest`, `cache`: what the builder takes; a saved folder reads neither)."""
     source = db.provenance["model_id"]
     if not Path(source).is_dir():
         raise CheckpointError(f"{db.path}: the model that made it ({source}) is not a directory here")
-    generator = MusicgenGenerator.load(source, placement)
+    generator = model_loader(saved_model(source), manifest, Path(cache), progress=False, placement=placement)()
     if generator.identity() != db.provenance["model_hash"]:
         raise CheckpointError(f"{db.path}: the model at {source} has changed since the database was made "
                               f"(hash {generator.identity()}, database {db.provenance['model_hash']})")
     return generator
 
 
-def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: ScoringConfig, *, description: str = "",
-                   generator: Generator | None = None, names: Mapping[str, str] | None = None) -> dict:
-    """The attribution report (a JSON-able dict, schema SCHEMA_VERSION) of one audio file against a database;
-    `names` (track id → `track_name`) names the training songs for people."""
+def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: ScoringConfig, *, generator: Generator,
+                   description: str = "", names: Mapping[str, str] | None = None) -> dict:
+    """The attribution report (a JSON-able dict, schema SCHEMA_VERSION) of one audio file against a database
+    made by `generator` (`database_generator`); `names` (track id → `track_name`) names the training songs for
+    people."""
     config = SignatureConfig.from_options(db.provenance)
-    generator = database_generator(db) if generator is None else generator
     description = "" if config.text == "empty" else description
     started = time.perf_counter()
     audio = load_audio(audio_path, generator.codec.sample_rate, allow_silent=True)
@@ -339,10 +364,7 @@ def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: Scori
     if isinstance(query, Skipped):
         raise LuminaError(f"{audio_path}: no signature ({query.reason})")
     started = time.perf_counter()
-    references = None
-    if scoring.abstain and len(db.ids("control")) < MIN_REFERENCES:
-        references = synthetic_references(generator, config, Path(f"{db.path}.references.npz"))
-    reference = prepare(db, scoring, references)
+    reference = reference_for(db, scoring, generator)
     prepare_s = time.perf_counter() - started
     times = []
     for _ in range(TIMING_REPEATS):
@@ -371,11 +393,20 @@ def attribute_file(audio_path: str | Path, db: SignatureDatabase, scoring: Scori
     }
 
 
-def write_report(report: dict, out_dir: str | Path, top: int = 10) -> tuple[Path, Path]:
-    """`report.json` and `report.md` in `out_dir`."""
+def write_report(report: dict, out_dir: str | Path, top: int = 10, *, command: str | None = None) -> tuple[Path, Path]:
+    """`report.json` and `report.md` in `out_dir`, stamped with their provenance (`command`, default this
+    process's; time, machine, model, database and catalogue version; paths relative to the project)."""
+    hashes = report["hashes"]
+    provenance = stamp(
+        command=command, config=report["scoring"],
+        upstream={"audio": hashes["audio_sha256"], "database": hashes["database_sha256"],
+                  "model": hashes["model_identity"], "catalogue": report.get("catalogue_key", "")},
+        audio=relative(report["audio"]), database=relative(report["database"]), model_id=relative(report["model_id"]),
+        model_hash=report["model_hash"], catalogue_key=report.get("catalogue_key", ""),
+    )
+    report = {**report, "provenance": provenance.record()}
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
-    json_path.write_text(json.dumps(report, indent=1))
-    md_path.write_text(to_markdown(report, top))
+    write_text(json_path, json.dumps(report, indent=1))  # in the report's order: channel P before M
+    write_text(md_path, to_markdown(report, top))
     return json_path, md_path

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from execution import distributed, parallel_map
 from execution import options as parallel_options
+from execution.files import atomic_path
 from lumina import __version__
 from lumina.data.audio import file_sha256
 from lumina.data.manifest import AUDIO_SHA256, Manifest
@@ -162,10 +163,8 @@ def _canonical(provenance: dict) -> dict:
 
 def _create(path: Path, provenance: dict) -> None:
     """A new empty database, written to a temporary file and renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     text = h5py.string_dtype()
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for name in ("song_ids", "splits", "contents", "skipped_ids", "skipped_splits", "skipped_reasons",
                      "skipped_contents"):
             f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=text, chunks=(256,))
@@ -178,7 +177,6 @@ def _create(path: Path, provenance: dict) -> None:
                 f.attrs[key] = np.asarray(value) if isinstance(value, list | tuple) else value
         f.attrs["settings_json"] = json.dumps(provenance, sort_keys=True, default=list)
         f.attrs["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tmp.replace(path)
 
 
 def _strings(values) -> list[str]:
@@ -248,16 +246,15 @@ def _commit(path: Path, columns: dict[str, list | np.ndarray]) -> None:
     """Append `columns` (dataset name → values) to a copy of the database and rename the copy into place."""
     if not columns:
         return
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    shutil.copyfile(path, tmp)
-    with h5py.File(tmp, "a") as f:
-        for name, values in columns.items():
-            start = f[name].shape[0]
-            f[name].resize(start + len(values), axis=0)
-            f[name][start:] = values
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            for name, values in columns.items():
+                start = f[name].shape[0]
+                f[name].resize(start + len(values), axis=0)
+                f[name][start:] = values
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
 
 
 def sign_batch(generator, tracks: Sequence[Track], config: SignatureConfig

@@ -3,6 +3,8 @@
 Settings: `lumina-P`, `lumina-M` and `lumina-PM` (cosine; Aria normalisation zscore) and `lumina-P-kr`,
 `lumina-M-kr`, `lumina-PM-kr` (kernel regression; rank). Rows: training tracks; columns: every query.
 Non-default signature options add a tag to the names (`lumina-P-jl`, `lumina-M-heads-smart3`, …).
+Each matrix carries the `lumina_evidence` table (written as `lumina_evidence.csv` beside it): per query, training
+track and channel of the setting, the tier, confidence and share of the attribution report's statistics.
 """
 
 from __future__ import annotations
@@ -12,17 +14,24 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from lumina.methods.base import RunContext
+from lumina.methods.lumina.attribution import Reference, attribute, reference_for
 from lumina.methods.lumina.database import SignatureDatabase, build_database, manifest_tracks
 from lumina.methods.lumina.scoring import ScoringConfig, combined, cosine_scores, kernel_scores
 from lumina.methods.lumina.signatures import CHANNELS, STATISTICS, SignatureConfig, statistic_report
+from lumina.methods.lumina.stats import TIER_NAMES
 from lumina.methods.options import LuminaOptions
 from lumina.models.protocol import Generator
+from lumina.runs.errors import ParameterError
 from lumina.runs.score_matrix import ScoreMatrix
 
 SCORING_SUFFIX = {"cosine": "", "kernel": "-kr"}
 NORMALIZATION = {"cosine": "zscore", "kernel": "rank"}
+EVIDENCE = "lumina_evidence"
+"""The table of tiers, confidences and shares each matrix writes beside itself (`<run>/lumina_evidence.csv`)."""
+EVIDENCE_COLUMNS = ["query_id", "track_id", "channel", "tier", "confidence", "share"]
 
 
 def signature_tag(config: SignatureConfig) -> str:
@@ -74,6 +83,20 @@ def format_diagnostics(report: dict) -> str:
     return "\n".join(lines)
 
 
+def evidence(db: SignatureDatabase, reference: Reference, query_ids: list[str]) -> pd.DataFrame:
+    """LUMINA's statistics of each query against every training track of `reference`, per channel, as the
+    attribution report computes them (`attribute`: abstention, tier, confidence, share): (Q × 2 × N) rows of
+    EVIDENCE_COLUMNS, ordered by query, channel, then track."""
+    frames = []
+    for query in query_ids:
+        row = db.row_of(query)
+        scored = attribute({c: db.signatures[c][row] for c in CHANNELS}, reference)
+        frames += [pd.DataFrame({"query_id": query, "track_id": reference.track_ids, "channel": c,
+                                 "tier": [TIER_NAMES[t] for t in scored[c].tier],
+                                 "confidence": scored[c].confidence, "share": scored[c].share}) for c in CHANNELS]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EVIDENCE_COLUMNS)
+
+
 def run(ctx: RunContext) -> list[ScoreMatrix]:
     """Sign every track of the corpus (resumable) and return the six score matrices."""
     options: LuminaOptions = ctx.options  # type: ignore[assignment]
@@ -103,6 +126,11 @@ def run(ctx: RunContext) -> list[ScoreMatrix]:
         "signature_database": str(path.resolve()), "extraction_seconds": extraction_s,
         "signature_dims": db.provenance["dims"], "skipped": skipped, "signature_statistics": report,
     }
+    try:  # the tiers and shares need a noise floor: no empirical calibration without control tracks
+        table = evidence(db, reference_for(db, scoring, generator), query_ids)
+    except ParameterError as err:
+        table = None
+        provenance["evidence_skipped"] = str(err)
     matrices = []
     for channel in ("P", "M", "PM"):
         train = channel_matrix(db, channel, train_ids)
@@ -115,5 +143,6 @@ def run(ctx: RunContext) -> list[ScoreMatrix]:
                 setting=f"lumina-{channel}{signature_tag(config)}{SCORING_SUFFIX[kind]}",
                 normalization=NORMALIZATION[kind], settings={**settings, "channel": channel, "scoring": kind},
                 provenance=provenance,
+                tables={} if table is None else {EVIDENCE: table[table["channel"].isin(list(channel))]},
             ))
     return matrices

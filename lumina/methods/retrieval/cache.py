@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from execution import parallel_map
+from execution.files import atomic_path
 from lumina.data.audio import file_sha256, load_audio
 from lumina.methods.retrieval.encoder import Encoder, embed_waveform, load_encoder
 
@@ -57,9 +57,8 @@ def _embed_in_worker(path: str) -> np.ndarray:
 
 
 def _save(vector: np.ndarray, target: Path) -> None:
-    tmp = target.with_name(f"{target.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, vector.astype(np.float32))
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        np.save(tmp, vector.astype(np.float32))
 
 
 def embed_files(

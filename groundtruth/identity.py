@@ -1,0 +1,43 @@
+"""What a ground truth was measured on, machine-readable (`truth.json` beside `ground_truth.csv`): the subset
+study (its folder and key), the corpus (catalogue key when known, the manifest SHA-256 the study's plan records),
+the model recipe, the number of subset models and the command. The HTML report joins a truth to a run by it
+(docs/report.md#inputs).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from execution.files import write_json
+from lumina.runs.provenance import relative
+
+if TYPE_CHECKING:  # groundtruth.study loads the generator stack, which the report (a reader of truth.json) never needs
+    from groundtruth.study import Study
+
+TRUTH_IDENTITY = "truth.json"
+
+
+def write_truth_identity(results: str | Path, study: Study, command: str, *, catalogue_key: str = "") -> Path:
+    """Write `truth.json` into `results` from the study's `plan.json`; `catalogue_key`: the catalogue the runs
+    judged were made on (else the plan's, when it records one; '' when unknown). Returns the file."""
+    from groundtruth.study import PLAN_FILE
+
+    plan = json.loads((Path(study.folder) / PLAN_FILE).read_text())
+    identity = {
+        "study": relative(study.folder),
+        "study_key": Path(study.folder).name,
+        "catalogue_key": catalogue_key or plan.get("catalogue_key", ""),
+        "manifest_sha256": plan.get("manifest_sha256", ""),
+        "model": plan.get("model", {}),
+        "n_models": study.n_models,
+        "command": command,
+    }
+    return write_json(Path(results) / TRUTH_IDENTITY, identity)
+
+
+def read_truth_identity(folder: str | Path) -> dict | None:
+    """The `truth.json` of a ground-truth folder, or None when there is none."""
+    path = Path(folder) / TRUTH_IDENTITY
+    return json.loads(path.read_text()) if path.is_file() else None
