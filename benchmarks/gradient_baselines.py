@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.output import write
+from lumina.runs.provenance import command_line
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 METHODS = ("graddot", "gradcos", "tracin", "trak", "logra", "factgrass", "unlearning")
@@ -57,12 +57,15 @@ def setup(method: str, overrides: list[str]):
     return cfg, manifest, generator_loader(cfg, manifest)
 
 
-def context(cfg, manifest, load, cache_dir: Path):
+def context(cfg, manifest, load):
+    """The method's context in the experiment `benchmark` (its cache: `<cache>/methods/benchmark/<method>`; the
+    codes are shared with the model's)."""
     from omegaconf import OmegaConf
 
-    from lumina.configure import Layout, method_context
+    from lumina.configure import method_context
+    from lumina.runs.layout import Layout
 
-    where = Layout(cache_dir.parent, Path(cfg.paths.runs), "benchmark")
+    where = Layout(Path(cfg.paths.cache), Path(cfg.paths.runs), "benchmark")
     return method_context(manifest, OmegaConf.to_container(cfg.method, resolve=True), where, load,
                           seed=int(cfg.seed), threads=int(cfg.threads), progress=False)
 
@@ -72,14 +75,13 @@ def measure_run(method: str, overrides: list[str]) -> dict:
     from lumina.methods import get_method
 
     cfg, manifest, load = setup(method, overrides)
-    cache_dir = Path(cfg.paths.cache) / "methods" / "benchmark" / method  # codes are shared with the model's
-    shutil.rmtree(cache_dir, ignore_errors=True)
-    ctx = context(cfg, manifest, load, cache_dir)
+    ctx = context(cfg, manifest, load)
+    shutil.rmtree(ctx.cache_dir, ignore_errors=True)
     ctx.generator  # noqa: B018 - load the (cached) model before the clock starts, as any second run would
     started = time.perf_counter()
     (result,) = get_method(method)(ctx)
     seconds = time.perf_counter() - started
-    shutil.rmtree(cache_dir, ignore_errors=True)
+    shutil.rmtree(ctx.cache_dir, ignore_errors=True)
     return {"method": method, "setting": result.setting, "seconds": round(seconds, 1), "peak_mb": peak_kb() // 1024,
             "shape": list(result.scores.shape), "threads": int(cfg.threads)}
 
@@ -98,7 +100,7 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
 
     cfg, manifest, load = setup(method, overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = context(cfg, manifest, load, Path(cfg.paths.cache) / "methods" / "benchmark" / method)  # shared codes
+        ctx = context(cfg, manifest, load)
         generator = ctx.generator
         corpus = load_corpus(ctx, generator)
         if method in ("logra", "factgrass"):
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     from omegaconf import OmegaConf
 
     threads = OmegaConf.from_dotlist([o for o in overrides if o.startswith("threads=")]).get("threads", 2)
-    result = {"command": " ".join(["python -m benchmarks.gradient_baselines", *(argv or sys.argv[1:])]),
+    result = {"command": command_line("benchmarks.gradient_baselines", argv or None),
               "threads": threads, "load": [load_before, load_average()], "segments": args.segments,
               "queries": args.queries, "runs": runs, "dattri": compared}
     write(args.out, "gradient_baselines", result, to_markdown(result))

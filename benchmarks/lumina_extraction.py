@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -31,6 +30,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from benchmarks.output import write
+from lumina.runs.provenance import command_line
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SIMILARITY_SIZES = (99, 100_000)
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{backward} backward: {extraction[-1]['seconds_per_track']:.3f} s/track", flush=True)
     config = SignatureConfig.from_options(options)
     result = {
-        "command": " ".join(["python -m benchmarks.lumina_extraction", *(sys.argv[1:] if argv is None else argv)]),
+        "command": command_line("benchmarks.lumina_extraction", argv),
         "model_hash": generator.identity(), "num_layers": generator.num_layers, "mode": config.mode,
         "threads": int(cfg.threads), "tracks": args.tracks, "extraction": extraction,
         "similarity": similarity_timing(signature_dims(generator, config), options),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -30,6 +29,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from benchmarks.output import write
+from lumina.runs.provenance import command_line
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SIZES = ("small", "medium", "large")
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     for size in SIZES:
         decoder = OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"musicgen-{size}.yaml"))["decoder"]
         flops[size] = forward_flops(decoder, FRAMES + decoder["num_codebooks"] - 1)
-    command = " ".join(["python -m benchmarks.real_architectures", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("benchmarks.real_architectures", argv)
     result = {"command": command, "load": load,
               "cores": os.cpu_count(), "profiles": profiles, "flops": flops}
     write(args.out, "real_architectures", result, to_markdown(result))

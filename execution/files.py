@@ -59,13 +59,15 @@ def cell(value: object, digits: int = 3) -> str:
 
 
 def markdown_table(frame: pd.DataFrame, columns: Sequence[str] | None = None, digits: int = 3,
-                   empty: str = "(no rows)") -> str:
-    """`columns` of `frame` (default: all) as a compact Markdown pipe table (`cell` formats each value); `empty`
-    when the frame has no rows. The one table writer of the harness: committed tables keep this exact format."""
+                   empty: str = "(no rows)", right: Sequence[str] = ()) -> str:
+    """`columns` of `frame` (default: all) as a compact Markdown pipe table (`cell` formats each value), the
+    columns named in `right` right-aligned; `empty` when the frame has no rows. The one table writer of the
+    harness: committed tables keep this exact format."""
     if frame.empty:
         return empty
     columns = list(frame.columns if columns is None else columns)
-    lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + "---|" * len(columns)]
+    rule = "".join("---:|" if c in right else "---|" for c in columns)
+    lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + rule]
     lines += ["| " + " | ".join(cell(value, digits) for value in row) + " |"
               for row in frame[columns].itertuples(index=False)]
     return "\n".join(lines)

@@ -33,7 +33,7 @@ from groundtruth.abstention import (
 from groundtruth.judge import find_matrices
 from groundtruth.tables import write_abstention_report
 from lumina.configure import configure_runtime, generator_loader, layout, load_corpus
-from lumina.methods.lumina import LuminaOptions, ScoringConfig, catalogue_database, reference_tops
+from lumina.methods.lumina.checks import LuminaOptions, ScoringConfig, catalogue_database, reference_tops
 from lumina.methods.options import options_for
 from lumina.runs.cli import one_line_errors
 from lumina.runs.errors import ParameterError

@@ -16,7 +16,6 @@ and `README.md` into `ground_truth.results`, each with this command.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from groundtruth.tables import write_influence_report, write_results
 from lumina.configure import configure_runtime, layout, load_corpus
 from lumina.runs.cli import one_line_errors
 from lumina.runs.device import placement_from
+from lumina.runs.provenance import command_line
 
 CHANNEL_NAMES = ("rhythm", "harmony", "timbre")
 """Aria's evidence channels whose homogeneity z is compared with the truth."""
@@ -65,8 +65,7 @@ def ground_truth(cfg: DictConfig, command: str, channel_names: Sequence[str] = C
 @one_line_errors("experiments.ground_truth")
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
-    command = " ".join(["python -m experiments.ground_truth", *sys.argv[1:]])
-    table = ground_truth(cfg, command)
+    table = ground_truth(cfg, command_line("experiments.ground_truth"))
     shown = [c for c in table.columns if c in ("method", "setting", "lds", "lds_ci_low", "lds_ci_high")
              or c.endswith(f"hit_at_{int(cfg.ground_truth.k)}")]
     print(table[shown].to_string(index=False) if len(table) else "no method runs found under "

@@ -11,8 +11,6 @@ missing first. Writes `planted_influence.{md,csv}` into `ground_truth.results`, 
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,6 +20,7 @@ from groundtruth.tables import write_influence_report
 from lumina.configure import configure_runtime, load_corpus
 from lumina.runs.cli import one_line_errors
 from lumina.runs.device import placement_from
+from lumina.runs.provenance import command_line
 
 
 @hydra.main(config_path="../conf", config_name="ground_truth", version_base="1.3")
@@ -32,8 +31,8 @@ def main(cfg: DictConfig) -> None:
     study = open_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache, cfg.ground_truth,
                        progress=bool(cfg.progress), placement=placement_from(cfg))
     groups, queries = planted_effects(study, manifest, seed=int(cfg.ground_truth.seed))
-    command = " ".join(["python -m experiments.influence_check", *sys.argv[1:]])
-    path = write_influence_report(groups, queries, study, cfg.ground_truth.results, command)
+    path = write_influence_report(groups, queries, study, cfg.ground_truth.results,
+                                  command_line("experiments.influence_check"))
     print(groups[["group", "n_tracks", "n_models", "effect", "se", "t"]].to_string(index=False))
     print(f"written to {path} and planted_influence.csv")
 

@@ -22,6 +22,7 @@ from aria.features import FeatureSettings
 from aria.leaderboard import run_leaderboard
 from lumina.configure import experiment_runs
 from lumina.runs.cli import one_line_errors
+from lumina.runs.provenance import command_line
 
 
 def settings_from(cfg: DictConfig) -> tuple[AriaSettings, FeatureSettings]:
@@ -48,7 +49,7 @@ def settings_from(cfg: DictConfig) -> tuple[AriaSettings, FeatureSettings]:
 @one_line_errors("experiments.leaderboard")
 def main(cfg: DictConfig) -> None:
     settings, feature_settings = settings_from(cfg)
-    command = " ".join(["python -m experiments.leaderboard", *sys.argv[1:]])
+    command = command_line("experiments.leaderboard")
     runs = cfg.leaderboard.runs or experiment_runs(cfg)
     try:
         table = run_leaderboard(

@@ -10,7 +10,6 @@ page `README.md` into `replication.results` (docs/replication.md).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -31,6 +30,7 @@ from groundtruth.tables import write_replication_report
 from lumina.configure import experiment_runs
 from lumina.runs.cli import one_line_errors
 from lumina.runs.errors import LuminaError
+from lumina.runs.provenance import command_line
 
 
 def seed_runs(cfg: DictConfig, seed: int) -> Path | None:
@@ -61,9 +61,8 @@ def main(cfg: DictConfig) -> None:
     overlap = pd.concat([top_overlap(per_seed, options.top_k).assign(setting=name)
                          for name, per_seed in tops.items() if len(per_seed) == len(seeds)] or [pd.DataFrame()],
                         ignore_index=True)
-    command = " ".join(["python -m experiments.replication", *sys.argv[1:]])
     path = write_replication_report(values, spread(values), stability, overlap, claims_by_seed(tables), seeds,
-                                    Path(options.results), command)
+                                    Path(options.results), command_line("experiments.replication"))
     print(f"written to {path}")
 
 

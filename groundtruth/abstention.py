@@ -32,7 +32,7 @@ from lumina.methods.attributable import (
     roc,
     split_halves,
 )
-from lumina.methods.lumina import ScoringConfig, SignatureDatabase, empty_description_tops, gate_shares
+from lumina.methods.lumina.checks import ScoringConfig, SignatureDatabase, empty_description_tops, gate_shares
 from lumina.models.codes import encode_tracks
 from lumina.models.protocol import Generator
 from lumina.runs.provenance import Provenance, relative, stamp

@@ -8,22 +8,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from execution.files import write_json
 from lumina.runs.provenance import relative
 
-if TYPE_CHECKING:  # groundtruth.study loads the generator stack, which the report (a reader of truth.json) never needs
-    from groundtruth.study import Study
-
 TRUTH_IDENTITY = "truth.json"
+PLAN_FILE = "plan.json"
+"""The subset study's plan (`groundtruth.study.PLAN_FILE`): named here too, as this module imports no study code
+(the report reads truth.json without the generator stack)."""
 
 
-def write_truth_identity(results: str | Path, study: Study, command: str, *, catalogue_key: str = "") -> Path:
+class SubsetStudy(Protocol):
+    """What the identity needs of a subset study (`groundtruth.study.Study`)."""
+
+    folder: Path
+
+    @property
+    def n_models(self) -> int: ...
+
+
+def write_truth_identity(results: str | Path, study: SubsetStudy, command: str, *, catalogue_key: str = "") -> Path:
     """Write `truth.json` into `results` from the study's `plan.json`; `catalogue_key`: the catalogue the runs
     judged were made on (else the plan's, when it records one; '' when unknown). Returns the file."""
-    from groundtruth.study import PLAN_FILE
-
     plan = json.loads((Path(study.folder) / PLAN_FILE).read_text())
     identity = {
         "study": relative(study.folder),

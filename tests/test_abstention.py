@@ -24,8 +24,8 @@ from lumina.methods.attributable import (
     roc,
     split_halves,
 )
-from lumina.methods.lumina import catalogue_database
 from lumina.methods.lumina.attribution import attribute_file, to_markdown
+from lumina.methods.lumina.checks import catalogue_database
 from lumina.methods.lumina.database import Track, build_database
 from lumina.methods.lumina.method import database_path, signature_store
 from lumina.methods.lumina.scoring import ScoringConfig
@@ -229,7 +229,7 @@ def test_the_study_pipeline_on_lumina_signatures(tiny_attribution, tmp_path) -> 
         write_flags,
     )
     from groundtruth.tables import write_abstention_report
-    from lumina.methods.lumina import reference_tops
+    from lumina.methods.lumina.checks import reference_tops
     from lumina.methods.lumina.method import channel_matrix
     from lumina.methods.lumina.scoring import cosine_scores
     from lumina.runs.provenance import stamp

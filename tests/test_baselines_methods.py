@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lumina.configure import Layout, method_context
+from lumina.configure import method_context
 from lumina.methods import METHODS, RunContext, get_method
 from lumina.methods.gradient import NORMALIZATION
 from lumina.methods.options import METHOD_OPTIONS
 from lumina.models.embedded_recipe import EmbeddedModelConfig, train_embedded
 from lumina.models.training import TrainConfig
+from lumina.runs.layout import Layout
 from lumina.runs.score_matrix import ScoreMatrix
 from tests.generator_fixtures import TINY_CODEC, TINY_LM
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lumina.configure import Layout, method_context, model_loader
+from lumina.configure import method_context, model_loader
 from lumina.methods import get_method
 from lumina.methods.baselines.gradient_similarity import inner_product_scores
 from lumina.methods.baselines.gradients import per_example_gradients
@@ -24,6 +24,7 @@ from lumina.models.protocol import Item
 from lumina.models.training import TrainConfig
 from lumina.runs.device import REFERENCE, Placement, placement_from, resolve_device, to_numpy
 from lumina.runs.errors import ParameterError
+from lumina.runs.layout import Layout
 from tests.generator_fixtures import DESCRIPTIONS, TINY_CODEC, TINY_LM, tiny_generator
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from lumina.configure import Layout, method_context
+from lumina.configure import method_context
 from lumina.data.manifest import Manifest
 from lumina.methods import NotConfigured, RunContext, get_method
 from lumina.methods.retrieval import (
@@ -24,6 +24,7 @@ from lumina.methods.retrieval import (
     load_encoder,
 )
 from lumina.runs.errors import CheckpointError, ParameterError
+from lumina.runs.layout import Layout
 from lumina.runs.score_matrix import ScoreMatrix
 
 # -- audio the tests make themselves ------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from groundtruth.planted import (
     two_way_effect,
 )
 from lumina.runs.errors import ParameterError
+from lumina.runs.provenance import stamp
 from lumina.runs.score_matrix import ScoreMatrix, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,10 +208,10 @@ def test_table1_orders_four_methods_drops_collapsed_and_circular_settings_and_ad
 def test_find_matrices_reads_through_aria_and_lists_the_refused_runs(tmp_path):
     scores = np.arange(6, dtype=np.float32).reshape(3, 2)
     good = ScoreMatrix(scores, ["a", "a", "b"], ["q0", "q1"], method="m", setting="good")
-    write_run(tmp_path / "m" / "good", {"method": "m", "setting": "good"}, good)
-    write_run(tmp_path / "m" / "failed", {"method": "m", "setting": "failed", "status": "failed"})
+    write_run(tmp_path / "m" / "good", {"method": "m", "setting": "good"}, stamp(), good)
+    write_run(tmp_path / "m" / "failed", {"method": "m", "setting": "failed", "status": "failed"}, stamp())
     broken = ScoreMatrix(scores, ["a", "a", "b"], ["q0", "q1"], method="m", setting="nan")
-    write_run(tmp_path / "m" / "nan", {"method": "m", "setting": "nan"}, broken)
+    write_run(tmp_path / "m" / "nan", {"method": "m", "setting": "nan"}, stamp(), broken)
     with h5py.File(tmp_path / "m" / "nan" / "scores.h5", "r+") as f:
         f["scores"][0, 0] = np.nan
     found, refused = find_matrices(tmp_path)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lumina.configure import Layout, method_context
+from lumina.configure import method_context
 from lumina.data.audio import save_audio
 from lumina.data.manifest import Manifest
 from lumina.methods import get_method
@@ -25,6 +25,7 @@ from lumina.methods.lumina.method import database_path, signature_store
 from lumina.methods.lumina.scoring import ScoringConfig
 from lumina.methods.lumina.signatures import SignatureConfig
 from lumina.methods.options import LuminaOptions
+from lumina.runs.layout import Layout
 from tests.generator_fixtures import SR, tone
 from tests.test_lumina_extraction import gen_dir, generator, one_thread  # noqa: F401  (tiny model, one thread)
 

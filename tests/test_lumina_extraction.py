@@ -3,6 +3,7 @@ on the tiny 4-layer generator (P = layer 3, M = layer 1) and tones written by th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -22,11 +23,11 @@ import pytest
 import torch
 
 import lumina.methods.lumina.database as database
-from lumina.configure import Layout, method_context
+from lumina.configure import method_context
 from lumina.data.audio import save_audio
 from lumina.data.manifest import Manifest
 from lumina.methods import get_method
-from lumina.methods.lumina.attribution import attribute_file, write_report
+from lumina.methods.lumina.attribution import attribute_file, database_generator, saved_model, write_report
 from lumina.methods.lumina.database import Track, build_database, open_database, read_database
 from lumina.methods.lumina.scoring import ScoringConfig, cosine_scores
 from lumina.methods.lumina.signatures import (
@@ -46,7 +47,8 @@ from lumina.methods.lumina.signatures import (
 from lumina.methods.options import LuminaOptions
 from lumina.models.capture import capture_gradients
 from lumina.models.musicgen import MusicgenGenerator
-from lumina.runs.errors import ParameterError
+from lumina.runs.errors import CheckpointError, ParameterError
+from lumina.runs.layout import Layout
 from tests.generator_fixtures import SR, tiny_generator, tone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -379,6 +381,20 @@ def test_database_resumes_after_a_kill(child, generator, tracks, clean_db, monke
 
 
 # -- the method and the report --------------------------------------------------------------------------
+def test_a_database_loads_its_own_model_through_the_one_builder(tmp_path, tracks, generator, clean_db):
+    manifest = Manifest(pd.DataFrame([(t.track_id, t.split, t.path.name, t.description) for t in tracks],
+                                     columns=["track_id", "split", "path", "description"]), tracks[0].path.parent)
+    loaded = database_generator(clean_db, manifest, tmp_path)
+    assert type(loaded) is MusicgenGenerator and loaded.identity() == generator.identity()
+    assert saved_model(generator.source)["kind"] == "pretrained"  # a MusicGen directory
+    (tmp_path / "mt").mkdir()
+    (tmp_path / "mt" / "config.json").write_text(json.dumps({"kind": "musictransformer", "num_layers": 2}))
+    assert saved_model(tmp_path / "mt") == {"kind": "musictransformer", "name": "mt", "path": str(tmp_path / "mt")}
+    changed = dataclasses.replace(clean_db, provenance={**clean_db.provenance, "model_hash": "another"})
+    with pytest.raises(CheckpointError, match="has changed since the database was made"):
+        database_generator(changed, manifest, tmp_path)
+
+
 def test_yaml_defaults_are_the_spec_defaults():
     options = LuminaOptions().as_dict()
     assert options["name"] == "lumina"
@@ -446,7 +462,8 @@ def test_method_writes_six_unclipped_matrices(tmp_path, tracks, generator, clean
     assert recorded["command"] == "python -m experiments.attribute q0.wav" and recorded["database"] == "signatures.h5"
     assert recorded["model_hash"] == generator.identity() and recorded["catalogue_key"] == report["catalogue_key"]
     assert recorded["upstream"]["database"] == hashlib.sha256(db_path.read_bytes()).hexdigest()
-    assert recorded["machine"]["processor"] and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", recorded["created_utc"])
+    assert recorded["machine"]["processor"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", recorded["created_utc"])
     text = md_path.read_text()
     assert "Channel P (composition)" in text and "| rank | track | cosine |" in text and "silent" in text
     assert "made by: `python -m experiments.attribute q0.wav`" in text

@@ -21,7 +21,8 @@ import soundfile as sf
 
 from aria.channels import AUDIO
 from aria.io import read_scores
-from groundtruth.identity import read_truth_identity, write_truth_identity
+from groundtruth.identity import PLAN_FILE, read_truth_identity, write_truth_identity
+from groundtruth.study import PLAN_FILE as STUDY_PLAN_FILE
 from groundtruth.study import Study
 from lumina.runs.provenance import PROJECT
 from lumina.runs.score_matrix import ScoreMatrix
@@ -192,6 +193,7 @@ def test_truth_identity_round_trips_from_the_studys_plan(tmp_path: Path, monkeyp
                                                   "catalogue_key": "beef"}))
     write_truth_identity(tmp_path / "gt", study, "c")
     assert read_truth_identity(tmp_path / "gt")["catalogue_key"] == "beef"
+    assert PLAN_FILE == STUDY_PLAN_FILE  # the plan the study writes is the one read
 
 
 def test_the_site_imports_no_method_code() -> None:

@@ -18,6 +18,7 @@ from experiments.symbolic_truth import symbolic_truth
 from groundtruth.study import open_study
 from lumina.configure import layout, load_corpus
 from lumina.runs.errors import ParameterError
+from lumina.runs.provenance import stamp
 from lumina.runs.score_matrix import ScoreMatrix, write_run
 from tests.test_symbolic import TINY_ARCH, midi_folder
 
@@ -55,7 +56,7 @@ def test_symbolic_truth_on_a_tiny_study(tmp_path):
     for i, ((method, setting), make) in enumerate(SETTINGS.items()):
         noise = np.random.default_rng(i).standard_normal(oracle.shape)
         matrix = ScoreMatrix(make(oracle, noise), train, queries, method=method, setting=setting)
-        write_run(Path(runs) / method / setting, {"method": method, "setting": setting}, matrix)
+        write_run(Path(runs) / method / setting, {"method": method, "setting": setting}, stamp(), matrix)
         board.append({"method": method, "setting": setting, "melody_z": float(i), "harmony_z": -float(i),
                       "rhythm_z": 0.5, "dynamic_z": 0.1 * i, "texture_z": 1.0 - i, "rank": i + 1})
     results = Path(cfg.symbolic.results)

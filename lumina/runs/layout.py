@@ -114,3 +114,9 @@ class Layout:
     def run_folder(self, method: str, setting: str) -> Path:
         """`<runs>/<experiment>/<method>/<setting>`."""
         return self.runs / method / setting
+
+
+def ablation_database(method_cache: str | Path, model_identity: str) -> Path:
+    """`<method cache>/causal/signatures-<model identity>.h5`: the signatures of one ablated model in LUMINA's causal
+    check (`method_cache`: `Layout.method_cache("lumina")`)."""
+    return Path(method_cache) / "causal" / f"signatures-{model_identity}.h5"

@@ -53,6 +53,7 @@ from lumina.models.codes import read_clip
 from lumina.models.remote import generator_handle, use, worker_generator
 from lumina.runs.errors import AudioError, GradientError, ParameterError
 from lumina.runs.locking import cache_lock
+from lumina.runs.provenance import stamp
 
 FORMAT = "lumina-signatures/2"
 DATASETS = {"P": "signatures_p", "M": "signatures_m"}
@@ -177,6 +178,7 @@ def _create(path: Path, provenance: dict) -> None:
                 f.attrs[key] = np.asarray(value) if isinstance(value, list | tuple) else value
         f.attrs["settings_json"] = json.dumps(provenance, sort_keys=True, default=list)
         f.attrs["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        f.attrs["writes_json"] = json.dumps([stamp(rows=0).record()], sort_keys=True, default=str)
 
 
 def _strings(values) -> list[str]:
@@ -243,7 +245,9 @@ def append(path: str | Path, rows: Sequence[tuple[Track, dict[str, np.ndarray]]]
 
 
 def _commit(path: Path, columns: dict[str, list | np.ndarray]) -> None:
-    """Append `columns` (dataset name → values) to a copy of the database and rename the copy into place."""
+    """Append `columns` (dataset name → values) to a copy of the database and rename the copy into place; the
+    write is stamped (command, time, machine, rows) into the `writes_json` attribute, since a store may be signed
+    by several machines (Ray workers, later catalogue versions)."""
     if not columns:
         return
     with atomic_path(path) as tmp:
@@ -253,6 +257,9 @@ def _commit(path: Path, columns: dict[str, list | np.ndarray]) -> None:
                 start = f[name].shape[0]
                 f[name].resize(start + len(values), axis=0)
                 f[name][start:] = values
+            rows = len(next(iter(columns.values())))
+            writes = json.loads(f.attrs.get("writes_json", "[]")) + [stamp(rows=rows).record()]
+            f.attrs["writes_json"] = json.dumps(writes, sort_keys=True, default=str)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
 
