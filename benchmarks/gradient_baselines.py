@@ -95,14 +95,14 @@ def measure_pair(method: str, variant: str, overrides: list[str], segments: int,
     from lumina.methods.baselines.items import batch_fields, loader
     from lumina.methods.baselines.trak import trak
     from lumina.methods.baselines.weights import load_weights, make_task, restored, weights_copy
-    from lumina.methods.gradient import load_corpus
+    from lumina.methods.gradient import segment_corpus
     from lumina.models.capture import only_requiring_grad
 
     cfg, manifest, load = setup(method, overrides)
     with tempfile.TemporaryDirectory() as tmp:
         ctx = context(cfg, manifest, load)
         generator = ctx.generator
-        corpus = load_corpus(ctx, generator)
+        corpus = segment_corpus(ctx, generator)
         if method in ("logra", "factgrass"):
             segments = len(corpus.train)
         train, qs = corpus.train[:segments], corpus.queries[:queries]

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from groundtruth.agreement import aria_vs_truth
 from groundtruth.judge import judge_runs, lumina_channels
 from groundtruth.planted import chance_levels, planted_effects
-from groundtruth.study import open_study
+from groundtruth.study import judged_study
 from groundtruth.tables import write_influence_report, write_results
 from lumina.configure import configure_runtime, layout, load_corpus
 from lumina.runs.cli import one_line_errors
@@ -42,8 +42,7 @@ def ground_truth(cfg: DictConfig, command: str, channel_names: Sequence[str] = C
     gt = cfg.ground_truth
     k, seed = int(gt.k), int(gt.seed)
     manifest = load_corpus(cfg)
-    study = open_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache, gt,
-                       progress=bool(cfg.progress), placement=placement_from(cfg))
+    study = judged_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), gt, placement=placement_from(cfg))
     effects, per_query_effects = planted_effects(study, manifest, seed=seed)
     write_influence_report(effects, per_query_effects, study, gt.results, command)
     table, per_query, skipped = judge_runs(

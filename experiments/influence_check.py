@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from groundtruth.planted import planted_effects
-from groundtruth.study import open_study
+from groundtruth.study import judged_study
 from groundtruth.tables import write_influence_report
 from lumina.configure import configure_runtime, load_corpus
 from lumina.runs.cli import one_line_errors
@@ -28,8 +28,8 @@ from lumina.runs.provenance import command_line
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
     manifest = load_corpus(cfg)
-    study = open_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache, cfg.ground_truth,
-                       progress=bool(cfg.progress), placement=placement_from(cfg))
+    study = judged_study(manifest, OmegaConf.to_container(cfg.model, resolve=True), cfg.ground_truth,
+                         placement=placement_from(cfg))
     groups, queries = planted_effects(study, manifest, seed=int(cfg.ground_truth.seed))
     path = write_influence_report(groups, queries, study, cfg.ground_truth.results,
                                   command_line("experiments.influence_check"))

@@ -13,7 +13,6 @@ into `symbolic.results`, with `tables.md` (every table in Markdown and the crite
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import hydra
@@ -21,6 +20,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from aria.channels import SYMBOLIC
+from execution.files import write_text
 from groundtruth.agreement import RELIABILITY, attach_aria, diagnostics_against_truth
 from groundtruth.identity import write_truth_identity
 from groundtruth.judge import judge_runs
@@ -30,6 +30,7 @@ from groundtruth.study import Study, load_study, study_folder
 from groundtruth.tables import symbolic_tables
 from lumina.configure import configure_runtime, layout, load_corpus
 from lumina.runs.errors import ParameterError
+from lumina.runs.provenance import command_line
 
 
 def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, Study, str]:
@@ -38,7 +39,8 @@ def judged(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, Study, str]:
     gt = cfg.ground_truth
     manifest = load_corpus(cfg)
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    study = load_study(study_folder(gt.dir, manifest, model, float(gt.fraction), int(gt.subset_seed)))
+    study = load_study(study_folder(gt.dir, manifest, model, float(gt.fraction), int(gt.subset_seed)),
+                       manifest=manifest)
     if study.last_losses is None:
         raise ParameterError(f"{study.folder}: its records hold no last-step losses; retrain the study")
     options = {"k": int(gt.k), "n_bootstrap": int(gt.n_bootstrap), "confidence": float(gt.confidence),
@@ -73,7 +75,7 @@ def symbolic_truth(cfg: DictConfig, command: str) -> tuple[pd.DataFrame, pd.Data
     for name, frame in (("ground_truth", table), ("planted_influence", effects), ("table1", agreement)):
         frame.assign(command=command).to_csv(out / f"{name}.csv", index=False)
     write_truth_identity(out, study, command, catalogue_key=catalogue_key)
-    (out / "tables.md").write_text(symbolic_tables(
+    write_text(out / "tables.md", symbolic_tables(
         table, effects, agreement, targets, command, study.n_models, dict(cfg.symbolic.paper_methods),
         dict(cfg.symbolic.paper_lds), dict(cfg.symbolic.paper_names), SYMBOLIC.names))
     return table, effects, agreement
@@ -82,7 +84,7 @@ def symbolic_truth(cfg: DictConfig, command: str) -> tuple[pd.DataFrame, pd.Data
 @hydra.main(config_path="../conf", config_name="symbolic_truth", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     configure_runtime(cfg)
-    table, _, agreement = symbolic_truth(cfg, " ".join(["python -m experiments.symbolic_truth", *sys.argv[1:]]))
+    table, _, agreement = symbolic_truth(cfg, command_line("experiments.symbolic_truth"))
     shown = ["method", "setting", "lds", "lds_ci_low", "lds_ci_high", "lds_window", *RELIABILITY]
     print(table[shown].sort_values("lds", ascending=False).to_string(index=False))
     print(agreement.to_string(index=False))

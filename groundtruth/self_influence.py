@@ -43,7 +43,7 @@ def run_check(ctx: RunContext, samples: int, seed: int, settings: Sequence[tuple
     `n_segments` training segments, its own loss change (`self_tau`) and the largest other one (`max_other_tau`).
     `ctx`: an unlearning method's context (its options are the base of every setting)."""
     generator = ctx.generator
-    corpus = gradient.load_corpus(ctx, generator)
+    corpus = gradient.segment_corpus(ctx, generator)
     options: UnlearningOptions = ctx.options  # type: ignore[assignment]
     base = gradient.unlearning_settings(options)
     n = len(corpus.train)

@@ -61,7 +61,7 @@ class Corpus:
     texts: dict[str, str]
 
 
-def load_corpus(ctx: RunContext, generator: Generator) -> Corpus:
+def segment_corpus(ctx: RunContext, generator: Generator) -> Corpus:
     """Tokens of every training track and query (cached), cut into segments; texts per `condition`."""
     options: SegmentOptions = ctx.options  # type: ignore[assignment]
     if options.condition not in CONDITIONS:
@@ -102,7 +102,7 @@ def run_inner(ctx: RunContext, method: str) -> list[ScoreMatrix]:
     """GradDot (final weights), Grad-Cos (final weights, cosine) or TracIn (saved checkpoints, η-weighted)."""
     options: GradDotOptions = ctx.options  # type: ignore[assignment]
     generator = ctx.generator
-    corpus = load_corpus(ctx, generator)
+    corpus = segment_corpus(ctx, generator)
     names = generator.parameter_group(options.parameters)
     if method == "tracin":
         saved = generator.checkpoints()
@@ -147,7 +147,7 @@ def run_trak(ctx: RunContext) -> list[ScoreMatrix]:
     training checkpoints (`ensemble_over: checkpoints`)."""
     options: TrakOptions = ctx.options  # type: ignore[assignment]
     generator = ctx.generator
-    corpus = load_corpus(ctx, generator)
+    corpus = segment_corpus(ctx, generator)
     names = generator.parameter_group(options.parameters)
     if options.proj_dim <= 0 or options.ensemble < 1:
         raise ParameterError("TRAK needs method.proj_dim > 0 and method.ensemble >= 1")
@@ -184,7 +184,7 @@ def run_block(ctx: RunContext, method: str) -> list[ScoreMatrix]:
     """LoGra or FactGraSS at the trained weights."""
     options: LoGraOptions = ctx.options  # type: ignore[assignment]
     generator = ctx.generator
-    corpus = load_corpus(ctx, generator)
+    corpus = segment_corpus(ctx, generator)
     blowup = options.blowup if isinstance(options, FactGraSSOptions) else 4
     key = digest([generator.identity(), method, options.layers if isinstance(options.layers, str)
                   else list(options.layers), options.proj_dim, blowup if method == "factgrass" else None,
@@ -247,7 +247,7 @@ def run_unlearning(ctx: RunContext) -> list[ScoreMatrix]:
     """`+method=unlearning`: τ = L(zᵢ, Θ_unlearned) − L(zᵢ, Θ₀) per training segment and query."""
     options: UnlearningOptions = ctx.options  # type: ignore[assignment]
     generator = ctx.generator
-    corpus = load_corpus(ctx, generator)
+    corpus = segment_corpus(ctx, generator)
     settings = unlearning_settings(options)
     names = generator.parameter_group(options.target)
     queries = corpus.queries
