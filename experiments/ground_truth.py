@@ -55,7 +55,8 @@ def ground_truth(cfg: DictConfig, command: str, channel_names: Sequence[str] = C
     channels = lumina_channels(per_query, len(study.train_ids), k=k, seed=seed)
     agreement = aria_vs_truth(table, per_query, k, channel_names)
     write_results(gt.results, command, study, table, effects, channels, agreement,
-                  chance_levels(manifest, len(study.train_ids), k), k, skipped, channel_names)
+                  chance_levels(manifest, len(study.train_ids), k), k, skipped, channel_names,
+                  catalogue_key=manifest.catalogue_key)
     per_query.assign(command=command).to_csv(Path(gt.results) / "ground_truth_queries.csv", index=False)
     return table
 

@@ -1,7 +1,7 @@
 """What a ground truth was measured on, machine-readable (`truth.json` beside `ground_truth.csv`): the subset
-study (its folder and key), the corpus (catalogue key when known, the manifest SHA-256 the study's plan records),
-the model recipe, the number of subset models and the command. The HTML report joins a truth to a run by it
-(docs/report.md#inputs).
+study (its folder and key), the corpus (the catalogue key of the runs judged when known, the training tracks' key
+and the manifest SHA-256 the study's plan records), the model recipe, the number of subset models and the
+command. The HTML report joins a truth to a run by it (docs/report.md#inputs).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from lumina.runs.provenance import relative
 
 TRUTH_IDENTITY = "truth.json"
 PLAN_FILE = "plan.json"
-"""The subset study's plan (`groundtruth.study.PLAN_FILE`): named here too, as this module imports no study code
-(the report reads truth.json without the generator stack)."""
+"""A subset study's plan (written by `groundtruth.study`, read here and by the site)."""
 
 
 class SubsetStudy(Protocol):
@@ -29,13 +28,15 @@ class SubsetStudy(Protocol):
 
 
 def write_truth_identity(results: str | Path, study: SubsetStudy, command: str, *, catalogue_key: str = "") -> Path:
-    """Write `truth.json` into `results` from the study's `plan.json`; `catalogue_key`: the catalogue the runs
-    judged were made on (else the plan's, when it records one; '' when unknown). Returns the file."""
+    """Write `truth.json` into `results` from the study's `plan.json`; `catalogue_key`: the catalogue key of the
+    corpus judged, as its runs record it ('' when unknown; the plan's own key covers the training tracks only and
+    is kept as `training_key`). Returns the file."""
     plan = json.loads((Path(study.folder) / PLAN_FILE).read_text())
     identity = {
         "study": relative(study.folder),
         "study_key": Path(study.folder).name,
-        "catalogue_key": catalogue_key or plan.get("catalogue_key", ""),
+        "catalogue_key": catalogue_key,
+        "training_key": plan.get("catalogue_key", ""),
         "manifest_sha256": plan.get("manifest_sha256", ""),
         "model": plan.get("model", {}),
         "n_models": study.n_models,

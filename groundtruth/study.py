@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from execution import options as parallel_options
 from execution import parallel_map
 from execution.files import write_json
+from groundtruth.identity import PLAN_FILE
 from lumina.data.manifest import Manifest
 from lumina.models.builder import model_loader
 from lumina.models.codes import encode_tracks
@@ -38,7 +39,6 @@ from lumina.runs.errors import ParameterError
 from lumina.runs.layout import study_dir
 from lumina.runs.provenance import machine, relative
 
-PLAN_FILE = "plan.json"
 MODELS_DIR = "models"
 
 

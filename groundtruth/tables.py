@@ -137,18 +137,19 @@ def best_of(table: pd.DataFrame, column: str) -> str:
 
 def write_results(results: str | Path, command: str, study: Study, table: pd.DataFrame, effects: pd.DataFrame,
                   channels: pd.DataFrame, agreement: pd.DataFrame, chance: dict, k: int, skipped: Sequence[str],
-                  channel_names: Sequence[str]) -> None:
+                  channel_names: Sequence[str], catalogue_key: str = "") -> None:
     """ground_truth.csv (with what it was measured on in truth.json), ground_truth_aria.csv,
     ground_truth_channels.csv and README.md into `results`.
 
     table, channels, agreement: from `judge_runs`, `lumina_channels`, `aria_vs_truth`; effects: the groups
     of `planted_effects`; chance: `chance_levels`; `skipped` lists the runs that could not be judged, with
-    the reason; channel_names: Aria's channels whose z̄ the README shows.
+    the reason; channel_names: Aria's channels whose z̄ the README shows; catalogue_key: the catalogue of the
+    runs judged (`truth.json`).
     """
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
     table.assign(command=command).to_csv(results / "ground_truth.csv", index=False)
-    write_truth_identity(results, study, command)
+    write_truth_identity(results, study, command, catalogue_key=catalogue_key)
     agreement.assign(command=command).to_csv(results / "ground_truth_aria.csv", index=False)
     channels.assign(command=command).to_csv(results / "ground_truth_channels.csv", index=False)
     hit = [f"{kind}_hit_at_{k}" for kind in PLANTED_KINDS]

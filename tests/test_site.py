@@ -180,19 +180,19 @@ def test_truth_identity_round_trips_from_the_studys_plan(tmp_path: Path, monkeyp
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "studies" / "de9ba4de977a"
     folder.mkdir(parents=True)
-    (folder / "plan.json").write_text(json.dumps({"manifest_sha256": "ef" * 32, "model": MODEL, "fraction": 0.5}))
+    (folder / "plan.json").write_text(json.dumps({"manifest_sha256": "ef" * 32, "catalogue_key": "beef",
+                                                  "model": MODEL, "fraction": 0.5}))
     study = Study(folder, TRAIN, TRAIN, [TRAIN[:3]] * 3, np.zeros((3, 6), bool), np.zeros((3, 6)),
                   np.zeros((3, 6, 1)), [{}] * 3)
     assert read_truth_identity(tmp_path / "gt") is None
     write_truth_identity(tmp_path / "gt", study, "python -m experiments.ground_truth", catalogue_key=CATALOGUE)
     assert read_truth_identity(tmp_path / "gt") == {
         "study": "studies/de9ba4de977a", "study_key": "de9ba4de977a", "catalogue_key": CATALOGUE,
-        "manifest_sha256": "ef" * 32, "model": MODEL, "n_models": 3, "command": "python -m experiments.ground_truth"}
-    # without a key given, the plan's (when it records one)
-    (folder / "plan.json").write_text(json.dumps({"manifest_sha256": "ef" * 32, "model": MODEL,
-                                                  "catalogue_key": "beef"}))
+        "training_key": "beef", "manifest_sha256": "ef" * 32, "model": MODEL, "n_models": 3,
+        "command": "python -m experiments.ground_truth"}
+    # the plan's key covers the training tracks only: never taken for the runs' catalogue key
     write_truth_identity(tmp_path / "gt", study, "c")
-    assert read_truth_identity(tmp_path / "gt")["catalogue_key"] == "beef"
+    assert read_truth_identity(tmp_path / "gt")["catalogue_key"] == ""
     assert PLAN_FILE == STUDY_PLAN_FILE  # the plan the study writes is the one read
 
 

@@ -23,6 +23,7 @@ the catalogue key (the training catalogue's content) does not change with the mo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,15 @@ def experiment_name(data_name: str, catalogue_key: str, model_name: str, seed: i
     """`<data>-<catalogue key[:8]>-<model>-seed<N>[-g<generated key[:8]>]`."""
     name = f"{data_name}-{catalogue_key[:8]}-{model_name}-seed{int(seed)}"
     return f"{name}-g{generated_key[:8]}" if generated_key else name
+
+
+SEED_PART = re.compile(r"-seed\d+(-g[0-9a-f]+)?$")
+
+
+def experiment_group(experiment: str) -> str:
+    """`experiment_name` without its seed (and generated key): what the runs of one corpus and recipe share across
+    model seeds."""
+    return SEED_PART.sub("", experiment)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +22,12 @@ from aria.errors import ArtefactError
 from aria.io import ScoreArtefact, read_manifest, read_run, read_scores
 from groundtruth.identity import read_truth_identity
 from lumina.runs.errors import ParameterError
+from lumina.runs.layout import experiment_group
 from lumina.runs.provenance import PROJECT, relative
 
 VERDICT_COLUMNS = ("attributable", "abstain_reason")
 """Per-query verdict columns a run's CSV outputs (or datasets of its `scores.h5`) may carry."""
 TRUTH_FILE = "ground_truth.csv"
-SEED_PART = re.compile(r"-seed\d+(-g[0-9a-f]+)?$")
-"""The model seed (and the generated queries' key) at the end of a study key (`lumina.runs.layout.experiment_name`)."""
 
 
 @dataclass
@@ -91,7 +89,7 @@ class Run:
     @property
     def group(self) -> str:
         """The runs that differ only by seed share this: the study key without its seed part."""
-        return SEED_PART.sub("", self.study)
+        return experiment_group(self.study)
 
 
 def project_path(recorded: str | Path) -> Path:
