@@ -24,6 +24,7 @@ from lumina.methods.lumina.signatures import CHANNELS, STATISTICS, SignatureConf
 from lumina.methods.lumina.stats import TIER_NAMES
 from lumina.methods.options import LuminaOptions
 from lumina.models.protocol import Generator
+from lumina.runs import layout
 from lumina.runs.errors import ParameterError
 from lumina.runs.score_matrix import ScoreMatrix
 
@@ -45,9 +46,9 @@ def signature_tag(config: SignatureConfig) -> str:
 
 
 def signature_store(cache: str | Path, generator: Generator) -> Path:
-    """`<cache>/signatures/<model identity>`: where a model's signature databases live, shared by every version of
-    every catalogue it signs (docs/execution.md#incremental-catalogues)."""
-    return Path(cache) / "signatures" / generator.identity()
+    """Where `generator`'s signature databases live (`lumina.runs.layout.signature_store`), shared by every version
+    of every catalogue it signs (docs/execution.md#incremental-catalogues)."""
+    return layout.signature_store(cache, generator.identity())
 
 
 def database_path(options: LuminaOptions, cache_dir: str | Path) -> Path:
