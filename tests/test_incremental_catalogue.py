@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,4 +134,8 @@ def test_two_runs_building_the_same_store_at_once_leave_one_consistent_database(
     shared = read_database(path)
     assert shared.song_ids == reference.song_ids  # each track once
     assert shared.signatures["P"].tobytes() == reference.signatures["P"].tobytes()
-    assert not list(tmp_path.glob("shared.h5.*.tmp"))
+    assert not list(tmp_path.glob("shared*.tmp*"))  # no temporary file of either writer is left
+    with h5py.File(path, "r") as f:  # every write is stamped: which command and machine signed how many tracks
+        writes = json.loads(f.attrs["writes_json"])
+    assert writes[0]["rows"] == 0 and sum(w["rows"] for w in writes) == len(shared.song_ids)
+    assert all(w["machine"]["processor"] and w["created_utc"] for w in writes)

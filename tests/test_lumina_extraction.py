@@ -316,10 +316,11 @@ build_database(sys.argv[5], generator, tracks, SignatureConfig(chunk_s=1.0), bat
 
 
 @pytest.fixture(scope="module", autouse=True)
-def child(tmp_path_factory, gen_dir, tracks):
+def child(one_thread, tmp_path_factory, gen_dir, tracks):
     """A second process that signs t0 (stats and jl) into an .npz, then, once `<db>.go` exists, builds the
     database one track at a time; started with the module's first test, so that its start-up overlaps the
-    other tests."""
+    other tests. It runs the parent's one torch thread (`one_thread` first): signatures are bit-identical across
+    processes at one thread count, not across thread counts."""
     folder = tmp_path_factory.mktemp("child")
     listing = folder / "tracks.txt"
     listing.write_text("\n".join(f"{t.track_id}|{t.split}|{t.path}|{t.description}" for t in tracks))

@@ -257,7 +257,7 @@ def _commit(path: Path, columns: dict[str, list | np.ndarray]) -> None:
                 start = f[name].shape[0]
                 f[name].resize(start + len(values), axis=0)
                 f[name][start:] = values
-            rows = len(next(iter(columns.values())))
+            rows = len(columns.get("song_ids", ()))
             writes = json.loads(f.attrs.get("writes_json", "[]")) + [stamp(rows=rows).record()]
             f.attrs["writes_json"] = json.dumps(writes, sort_keys=True, default=str)
         with open(tmp, "rb+") as handle:

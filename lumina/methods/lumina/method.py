@@ -26,6 +26,7 @@ from lumina.methods.options import LuminaOptions
 from lumina.models.protocol import Generator
 from lumina.runs import layout
 from lumina.runs.errors import ParameterError
+from lumina.runs.provenance import relative
 from lumina.runs.score_matrix import ScoreMatrix
 
 SCORING_SUFFIX = {"cosine": "", "kernel": "-kr"}
@@ -123,8 +124,8 @@ def run(ctx: RunContext) -> list[ScoreMatrix]:
                 "p_layers_resolved": db.provenance["p_layers_resolved"],
                 "m_layers_resolved": db.provenance["m_layers_resolved"]}
     provenance = {
-        "model_id": db.provenance["model_id"], "model_hash": db.provenance["model_hash"],
-        "signature_database": str(path.resolve()), "extraction_seconds": extraction_s,
+        "model_id": relative(db.provenance["model_id"]), "model_hash": db.provenance["model_hash"],
+        "signature_database": relative(path), "extraction_seconds": extraction_s,
         "signature_dims": db.provenance["dims"], "skipped": skipped, "signature_statistics": report,
     }
     try:  # the tiers and shares need a noise floor: no empirical calibration without control tracks
