@@ -26,7 +26,7 @@ METHODS: dict[str, str] = {
     "logra": "lumina.methods.gradient:run_logra",
     "factgrass": "lumina.methods.gradient:run_factgrass",
     "unlearning": "lumina.methods.gradient:run_unlearning",
-    "symbolic": "lumina.methods.symbolic:run",
+    "symbolic": "lumina.methods.symbolic_retrieval:run",
 }
 """Method name → `module:function`. Only methods that really exist are listed."""
 
