@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from execution import ParallelOptions, configure
-from lumina.data.corpus import build_corpus
+from lumina.data.corpus import build_corpus, built_corpus
 from lumina.data.generated import include_generated
 from lumina.data.manifest import Manifest
 from lumina.methods.base import RunContext
@@ -62,7 +62,12 @@ def base_corpus(cfg: DictConfig) -> Manifest:
 def load_corpus(cfg: DictConfig) -> Manifest:
     """The corpus of the `data` group with the generated queries of `data.generated_dir` (written by `python -m
     experiments.generate`; null: none). MIDI corpora read their generated windows while they are built."""
-    manifest = base_corpus(cfg)
+    return with_generated(cfg, base_corpus(cfg))
+
+
+def with_generated(cfg: DictConfig, manifest: Manifest) -> Manifest:
+    """`manifest` with the generated queries `data.generated_dir` names (audio corpora; MIDI corpora include
+    theirs while they are built)."""
     folder = cfg.data.get("generated_dir")
     if not folder or cfg.data.get("builder") == "symbolic":
         return manifest
@@ -77,9 +82,10 @@ def layout(cfg: DictConfig, manifest: Manifest) -> Layout:
 
 
 def experiment_runs(cfg: DictConfig) -> Path:
-    """`<runs>/<experiment>` of the configured corpus and model (the corpus is built or reused to key it; no
-    generator is loaded)."""
-    return layout(cfg, load_corpus(cfg)).runs
+    """`<runs>/<experiment>` of the configured corpus and model, from the keys of the built corpus and of its
+    generated queries: no corpus is built and no generator loaded."""
+    manifest = built_corpus(OmegaConf.to_container(cfg.data, resolve=True), Path(cfg.paths.cache))
+    return layout(cfg, with_generated(cfg, manifest)).runs
 
 
 def generator_loader(cfg: DictConfig, manifest: Manifest) -> GeneratorLoader:

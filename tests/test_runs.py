@@ -111,3 +111,16 @@ def test_runs_are_stamped_when_written_with_their_study_and_manifest(tmp_path, m
     skipped = json.loads((folders[1] / "run.json").read_text())
     assert skipped["status"] == "not configured" and skipped["provenance"]["study"] == "tiny-exp"
     assert isinstance(ctx.provenance, Provenance)
+
+
+def test_a_run_folder_is_computed_without_building_a_corpus(tmp_path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from lumina.configure import experiment_runs
+    from lumina.runs.errors import CorpusError
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.outputs={tmp_path / 'out'}"])
+    with pytest.raises(CorpusError, match="not built yet"):
+        experiment_runs(cfg)
+    assert not (tmp_path / "out").exists()  # nothing rendered, nothing trained, nothing written

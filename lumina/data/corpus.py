@@ -13,7 +13,7 @@ from lumina.data import midi_windows as symbolic_corpus
 from lumina.data import music21_corpus as embedded
 from lumina.data.common import plain_config
 from lumina.data.manifest import Manifest
-from lumina.runs.errors import ParameterError
+from lumina.runs.errors import CorpusError, ParameterError
 from lumina.runs.layout import corpus_dir as corpus_dir_of
 from lumina.runs.layout import corpus_root
 
@@ -32,6 +32,16 @@ def corpus_dir(data_cfg: Mapping, cache_root: str | Path, *, threads: int = 2, p
         raise ParameterError(f"unknown corpus builder {cfg.get('builder')!r}; use one of {sorted(BUILDERS)}")
     key = builder.cache_key(cfg, corpus_root(cache_root), threads=threads, progress=progress)
     return corpus_dir_of(cache_root, cfg["name"], key)
+
+
+def built_corpus(data_cfg: Mapping, cache_root: str | Path) -> Manifest:
+    """The manifest of the corpus a `data` config describes, as built before: nothing is rendered or read beyond
+    what keys the folder (CorpusError naming the fix when it is not built)."""
+    out_dir = corpus_dir(data_cfg, cache_root)
+    if not ((out_dir / "manifest.csv").is_file() and (out_dir / "build.json").is_file()):
+        raise CorpusError(f"{out_dir}: this corpus is not built yet; any app that reads it builds it first (for "
+                          "example `python -m experiments.generate` or `python -m experiments.run +method=NAME`)")
+    return Manifest.load(out_dir / "manifest.csv")
 
 
 def build_corpus(data_cfg: Mapping, cache_root: str | Path, *, threads: int = 2, progress: bool = True) -> Manifest:
