@@ -37,7 +37,7 @@ from lumina.models.teacher_forcing import pad_clips
 from lumina.runs.device import REFERENCE, Placement
 from lumina.runs.errors import ParameterError
 from lumina.runs.layout import study_dir
-from lumina.runs.provenance import machine, relative
+from lumina.runs.provenance import relative, stamp
 
 MODELS_DIR = "models"
 
@@ -162,7 +162,8 @@ def train_subset_model(job: dict) -> dict:
         "train_seconds": generator.record.get("train_seconds"),
         "wall_seconds": round(time.perf_counter() - started, 2),
         "threads": torch.get_num_threads(),
-        "machine": machine(),
+        "provenance": stamp(upstream={"model": generator.identity(), "catalogue": manifest.catalogue_key},
+                            subset_seed=[job["subset_seed"], job["index"]]).record(),
         "track_ids": ids,
         "audio_sha256": {t: manifest.audio_key(t) for t in ids},
         "losses": total.tolist(),

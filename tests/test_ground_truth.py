@@ -127,7 +127,7 @@ def test_subsets_are_recorded_and_retraining_is_deterministic_in_parallel_worker
     assert all(len(s) == len(reference.train_ids) // 2 for s in reference.subsets)
     assert reference.subsets[0] == draw_subset(reference.train_ids, 0.5, 0, 0)
     assert [r["subset_seed"] for r in reference.records] == [[0, m] for m in range(N_MODELS)]
-    assert all(r["machine"] == machine() for r in reference.records)  # each names the machine its bits came from
+    assert all(r["provenance"]["machine"] == machine() for r in reference.records)  # the machine of its bits
     # same seeds, fresh caches, two spawned worker processes with one thread each → the same bits
     again_cfg = tiny_cfg(corpus, tmp_path, "ground_truth.n_models=2", "ground_truth.workers=2")
     again = study_of(again_cfg, load_corpus(again_cfg))

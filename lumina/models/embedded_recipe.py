@@ -23,7 +23,7 @@ from lumina.models.training import TrainConfig, evaluate_losses, loss_by_group, 
 from lumina.runs.device import REFERENCE, Placement
 from lumina.runs.layout import codec_dir, model_dir
 from lumina.runs.locking import cache_lock
-from lumina.runs.provenance import machine
+from lumina.runs.provenance import stamp
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,10 @@ def _train_and_save(
     generator.record = {
         **record,
         "seed": config.seed,
-        "machine": machine(),  # what the weights' bits depend on besides the recipe (lumina.runs.provenance.machine)
+        # what the weights' bits depend on besides the recipe: the machine and its kernels, stamped now
+        "provenance": stamp(config=asdict(config), upstream={"codec": codec.identity(),
+                                                              "training_tracks": manifest.content_key(train_ids)},
+                            placement=placement.record()).record(),
         **({} if placement.is_reference else {"placement": placement.record()}),
         "model_config": asdict(config),
         "manifest_sha256": manifest.sha256(),

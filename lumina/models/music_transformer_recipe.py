@@ -28,6 +28,7 @@ from lumina.models.training import TrainConfig, evaluate_losses, loss_by_group, 
 from lumina.runs.device import REFERENCE, Placement
 from lumina.runs.layout import model_dir
 from lumina.runs.locking import cache_lock
+from lumina.runs.provenance import stamp
 
 
 def train_config(config: MusicTransformerConfig) -> TrainConfig:
@@ -72,6 +73,8 @@ def train_symbolic(manifest: Manifest, config: MusicTransformerConfig, cache_roo
                           progress=progress)
         losses = evaluate_losses(generator, codes, descriptions, ids)  # type: ignore[arg-type]
         generator.record = {**record, "seed": config.seed, "model_config": asdict(config),
+                            "provenance": stamp(config=asdict(config), placement=placement.record(),
+                                                upstream={"training_tracks": manifest.content_key(train_ids)}).record(),
                             "loss_by_group": loss_by_group(manifest, losses, train_ids),
                             "clip_losses": {t: round(v, 5) for t, v in losses.items()}}
         generator.save(partial)
