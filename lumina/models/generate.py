@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from execution import parallel_map
@@ -136,9 +137,12 @@ def _audio_clips(generator: Generator, manifest: Manifest, out: Path, s: Generat
 
 
 def _decode(job: tuple) -> np.ndarray:
-    """One clip's codes (K, T) → levelled audio (n,) (a module-level function of one item, for the parallel map)."""
+    """One clip's codes (K, T) → levelled audio (n,) (a module-level function of one item, for the parallel map),
+    on one BLAS thread: the embedded codec's mel inversion gives other last bits on two, so the clips would depend
+    on the caller's thread settings (the apps run one BLAS thread)."""
     codec, clip, target_rms_dbfs = job
-    return normalise(np.asarray(codec.decode(clip), dtype=np.float64), target_rms_dbfs)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return normalise(np.asarray(codec.decode(clip), dtype=np.float64), target_rms_dbfs)
 
 
 def _midi_windows(generator: Generator, manifest: Manifest, out: Path, s: GenerationSettings, workers: int,
