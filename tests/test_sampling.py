@@ -80,7 +80,9 @@ def test_generated_queries_are_a_stage_the_corpus_includes(tmp_path) -> None:
     audio, rate = sf.read(str(extended.path_of("q_generated_00")))
     assert rate == SR and audio.shape[0] == 25 * generator.codec.config.hop_length and np.abs(audio).max() > 0
     key, parts = generation_key(generator, settings)
-    assert extended.generated == {"key": key, "model_identity": generator.identity(), "settings": parts["settings"]}
+    assert extended.generated == {"key": key, "model_identity": generator.identity(), "settings": parts["settings"],
+                                  "track_ids": ["q_generated_00", "q_generated_01", "q_generated_02"]}
+    assert extended.catalogue_key == manifest.catalogue_key  # the generated queries are keyed apart
     assert parts["decoder"] == generator.codec.decoder
     # the same settings reuse the folder: nothing is written again
     stamp = extended.path_of("q_generated_01").stat().st_mtime_ns

@@ -43,7 +43,8 @@ def include_generated(manifest: Manifest, folder: str | Path) -> Manifest:
         rows[AUDIO_SHA256] = [file_sha256(manifest.root / p) for p in rows["path"]]
     combined = Manifest(pd.concat([manifest.table, rows.astype(str)], ignore_index=True), manifest.root,
                         f"manifest-generated-{record['key']}.csv",
-                        {k: record[k] for k in ("key", "model_identity", "settings") if k in record})
+                        {**{k: record[k] for k in ("key", "model_identity", "settings") if k in record},
+                         "track_ids": rows["track_id"].tolist()})
     with atomic_path(combined.path) as tmp:
         combined.save(tmp)
     return combined

@@ -119,10 +119,14 @@ class Manifest:
         """Short SHA-256 (12 hex digits) of the catalogue's content: every row but its `path`, plus the SHA-256 of
         its audio file (the `audio_sha256` column where every row has one, else the file is read). The same rows
         and audio bytes give the same key wherever the files lie; a changed file, row or track list changes it
-        (docs/corpus.md#the-catalogue-key). Computed once per table content."""
+        (docs/corpus.md#the-catalogue-key). The rows of an included generated-queries folder are keyed apart (by
+        `generated['key']`), so the key names the catalogue, not the model that sampled them. Computed once per
+        table content."""
         table_sha = self.sha256()
         if self._catalogue_memo is None or self._catalogue_memo[0] != table_sha:
-            self._catalogue_memo = (table_sha, self.content_key())
+            generated = set(self.generated.get("track_ids", ()))
+            self._catalogue_memo = (table_sha, self.content_key(
+                [t for t in self.table["track_id"] if t not in generated] if generated else None))
         return self._catalogue_memo[1]
 
     def content_key(self, track_ids: Sequence[str] | None = None) -> str:
