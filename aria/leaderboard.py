@@ -23,6 +23,7 @@ from aria.features import FeatureSettings
 from aria.figures import energy_figure, ksweep_figure, residual_figure
 from aria.io import ScoreArtefact, check_tracks, manifest_path, read_manifest, read_run, read_scores
 from aria.symbolic import symbolic_pool
+from execution.files import markdown_table
 
 RELIABILITY = ("rho1", "rho2_5", "concentration", "inter_query_corr")
 SUMMARY = {"z": "z_mean", "pos": "pos", "sig": "sig"}
@@ -101,24 +102,20 @@ def to_markdown(table: pd.DataFrame, k: int, command: str, channel_set: ChannelS
     for channel in channel_set.names:
         head += [f"{channel_set.titles[channel]} z̄", "Pos", "Sig"]
     head.append("Rank")
-    lines = [
-        f"Reliability of the raw score matrix and within-group homogeneity at K = {k} "
-        "(z̄: mean z over queries; Pos: z > 0; Sig: z > 1.645). † collapsed: excluded from ranking.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|",
-    ]
-    previous = None
+    rows, previous = [], None
     for _, row in table.iterrows():
         method = row["method"] if row["method"] != previous else ""
         previous = row["method"]
         setting = row["setting"] + (" †" if row["status"] == "ok" and row["collapsed"] else "")
-        if row["status"] == "ok":
-            cells = _cells(row, channel_set)
-        else:
-            cells = [row["status"]] + ["—"] * (len(head) - 3)
-        lines.append("| " + " | ".join([method, setting, *cells]) + " |")
-    lines += [""]
+        cells = _cells(row, channel_set) if row["status"] == "ok" else [row["status"]] + ["—"] * (len(head) - 3)
+        rows.append([method, setting, *cells])
+    lines = [
+        f"Reliability of the raw score matrix and within-group homogeneity at K = {k} "
+        "(z̄: mean z over queries; Pos: z > 0; Sig: z > 1.645). † collapsed: excluded from ranking.",
+        "",
+        markdown_table(pd.DataFrame(rows, columns=head), right=head[2:]),
+        "",
+    ]
     notes = _notes(table)
     if notes:
         lines += ["Empty cells (—):", "", *[f"- {where}: {note}" for where, note in notes], ""]

@@ -65,9 +65,8 @@ def markdown_table(frame: pd.DataFrame, columns: Sequence[str] | None = None, di
     harness: committed tables keep this exact format."""
     if frame.empty:
         return empty
-    columns = list(frame.columns if columns is None else columns)
-    rule = "".join("---:|" if c in right else "---|" for c in columns)
-    lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + rule]
-    lines += ["| " + " | ".join(cell(value, digits) for value in row) + " |"
-              for row in frame[columns].itertuples(index=False)]
+    shown = frame if columns is None else frame[list(columns)]  # (column names may repeat: `Pos` per channel)
+    rule = "".join("---:|" if c in right else "---|" for c in shown.columns)
+    lines = ["| " + " | ".join(map(str, shown.columns)) + " |", "|" + rule]
+    lines += ["| " + " | ".join(cell(value, digits) for value in row) + " |" for row in shown.itertuples(index=False)]
     return "\n".join(lines)

@@ -39,22 +39,21 @@ def influence_markdown(groups: pd.DataFrame, queries: pd.DataFrame, command: str
         "Negative = the sources help. `own_track`: training tracks on their own presence (sanity check); "
         "`placebo`: each planted query with random other training tracks standing in for its sources.",
         "",
-        "| group | tracks | models | effect (nats) | se | t | p |",
-        "|---|---|---|---|---|---|---|",
+        files.markdown_table(pd.DataFrame({
+            "group": groups["group"], "tracks": groups["n_tracks"], "models": groups["n_models"],
+            "effect (nats)": groups["effect"].map("{:+.4f}".format), "se": groups["se"].map("{:.4f}".format),
+            "t": groups["t"].map("{:+.2f}".format), "p": groups["p"].map("{:.2g}".format)})),
+        "", "Per codebook (effect in nats, t):", "",
+        files.markdown_table(pd.DataFrame({"group": groups["group"], **{
+            f"codebook {k + 1}": [f"{e:+.4f} (t {s:+.2f})" for e, s in zip(groups[f"effect_cb{k + 1}"],
+                                                                          groups[f"t_cb{k + 1}"], strict=True)]
+            for k in range(n_codebooks)}})),
+        "", "Per query (plain regression over the models, M − 2 dof):", "",
+        files.markdown_table(pd.DataFrame({
+            "query": queries["query_id"], "kind": queries["kind"], "variant": queries["variant"],
+            "sources": queries["n_sources"], "effect (nats)": queries["effect"].map("{:+.4f}".format),
+            "t": queries["t"].map("{:+.2f}".format)})),
     ]
-    for r in groups.itertuples():
-        lines.append(f"| {r.group} | {r.n_tracks} | {r.n_models} | {r.effect:+.4f} | {r.se:.4f} | {r.t:+.2f} | "
-                     f"{r.p:.2g} |")
-    lines += ["", "Per codebook (effect in nats, t):", "",
-              "| group | " + " | ".join(f"codebook {k + 1}" for k in range(n_codebooks)) + " |",
-              "|---|" + "---|" * n_codebooks]
-    for _, r in groups.iterrows():
-        cells = [f"{r[f'effect_cb{k + 1}']:+.4f} (t {r[f't_cb{k + 1}']:+.2f})" for k in range(n_codebooks)]
-        lines.append(f"| {r['group']} | " + " | ".join(cells) + " |")
-    lines += ["", "Per query (plain regression over the models, M − 2 dof):", "",
-              "| query | kind | variant | sources | effect (nats) | t |", "|---|---|---|---|---|---|"]
-    for r in queries.itertuples():
-        lines.append(f"| {r.query_id} | {r.kind} | {r.variant} | {r.n_sources} | {r.effect:+.4f} | {r.t:+.2f} |")
     return "\n".join(lines) + "\n"
 
 
