@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
+from execution.files import atomic_path
 from lumina.data.audio import file_sha256, load_audio  # noqa: E402
 from lumina.runs.errors import ParameterError  # noqa: E402
 
@@ -54,11 +55,9 @@ def transcode(path: str | Path, out_dir: Path, sample_rate: int, quality: float)
         return target
     audio = render_midi(path, sample_rate) if is_symbolic(path) else load_audio(path, sample_rate, allow_silent=True)
     peak = float(np.abs(audio).max(initial=0.0))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp.ogg")
-    sf.write(str(tmp), audio / peak * 0.98 if peak > 1.0 else audio, sample_rate, format="OGG", subtype="VORBIS",
-             compression_level=quality)
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        sf.write(str(tmp), audio / peak * 0.98 if peak > 1.0 else audio, sample_rate, format="OGG",
+                 subtype="VORBIS", compression_level=quality)
     return target
 
 
