@@ -201,11 +201,14 @@ def test_ray_tiny_study_writes_the_same_records_as_the_local_backend(ray_cluster
 
 
 def record_fields(folder: Path) -> list[dict]:
-    """The models' records without their timings (what must be identical between backends)."""
+    """The models' records without their timings and the moment they were stamped (what must be identical
+    between backends; the stamp's machine and upstream artefacts must be too)."""
     out = []
     for path in sorted(folder.glob("m*.json")):
         record = json.loads(path.read_text())
-        out.append({k: v for k, v in record.items() if k not in ("wall_seconds", "train_seconds", "model_path")})
+        kept = {k: v for k, v in record.items() if k not in ("wall_seconds", "train_seconds", "model_path",
+                                                             "provenance")}
+        out.append({**kept, **{f"provenance.{k}": record["provenance"][k] for k in ("machine", "upstream")}})
     return out
 
 
