@@ -25,11 +25,11 @@ from lumina.runs.layout import experiment_group  # first: pins the numeric kerne
 DROP = {"command", "seconds", "wall_seconds", "path", "folder", "run", "study", "model_path"}
 
 
-def matrix_key(path: Path, root: Path) -> str:
-    """`runs/<experiment group>/<method>/<setting>/scores.h5` for a matrix under `root`."""
+def file_key(path: Path, root: Path) -> str:
+    """A file's path under `root`, a run folder's file as `runs/<experiment group>/<method>/<setting>/<file>`."""
     parts = list(path.relative_to(root).parts)
-    if len(parts) >= 4:
-        parts[-4] = experiment_group(parts[-4])
+    if parts[0] == "runs" and len(parts) == 5:
+        parts[1] = experiment_group(parts[1])
     return "/".join(parts)
 
 
@@ -46,14 +46,14 @@ def fingerprints(root: Path) -> dict[str, tuple[str, Path]]:
             h = hashlib.sha256(np.ascontiguousarray(f["scores"][()]).tobytes())
             for name in ("segment_track", "query_ids", "segment_start_s"):  # their text, not object pointers
                 h.update("\n".join(map(str, f[name][()].tolist())).encode())
-        out[matrix_key(path, root)] = (h.hexdigest()[:16], path)
+        out[file_key(path, root)] = (h.hexdigest()[:16], path)
     for path in sorted(root.rglob("q_generated_*.wav")):
         out[f"generated/{path.name}"] = (hashlib.sha256(path.read_bytes()).hexdigest()[:16], path)
     for path in sorted(root.rglob("*.csv")):
         if "cache" in path.parts or "hydra" in path.parts:
             continue
         text = table_of(path).to_csv(index=False, float_format="%.6g")
-        out[str(path.relative_to(root))] = (hashlib.sha256(text.encode()).hexdigest()[:16], path)
+        out[file_key(path, root)] = (hashlib.sha256(text.encode()).hexdigest()[:16], path)
     return out
 
 
