@@ -28,7 +28,7 @@ from groundtruth.judge import judge_runs, lumina_channels
 from groundtruth.planted import chance_levels, planted_effects
 from groundtruth.study import judged_study
 from groundtruth.tables import write_influence_report, write_results
-from lumina.configure import configure_runtime, layout, load_corpus
+from lumina.configure import configure_runtime, experiment_runs, layout, load_corpus
 from lumina.runs.cli import one_line_errors
 from lumina.runs.device import placement_from
 from lumina.runs.provenance import command_line
@@ -69,7 +69,7 @@ def main(cfg: DictConfig) -> None:
     shown = [c for c in table.columns if c in ("method", "setting", "lds", "lds_ci_low", "lds_ci_high")
              or c.endswith(f"hit_at_{int(cfg.ground_truth.k)}")]
     print(table[shown].to_string(index=False) if len(table) else "no method runs found under "
-          f"{cfg.ground_truth.runs}")
+          f"{cfg.ground_truth.runs or experiment_runs(cfg)}")
     print(f"written to {cfg.ground_truth.results}/ground_truth.csv and README.md")
 
 
