@@ -131,7 +131,8 @@ def extract_features(
     todo = {str(out): str(path) for path, out in zip(paths, outs, strict=True) if not out.exists()}
     jobs = [(path, out) for out, path in todo.items()]
     with tqdm(total=len(jobs), desc="aria features", unit="track", disable=not progress or not jobs) as bar:
-        for _ in parallel_map(functools.partial(_extract_to_cache, settings=settings), jobs, workers=workers):
+        for _ in parallel_map(functools.partial(_extract_to_cache, settings=settings), jobs, workers=workers,
+                              first_here=True):  # numba compiles (and caches) librosa's functions once
             bar.update()
     records = []
     for out in outs:

@@ -89,20 +89,35 @@ def parallel_map(
     initargs: tuple = (),
     cpus: float = 1.0,
     gpus: float = 0.0,
+    first_here: bool = False,
 ) -> Iterator[R]:
     """Ordered, lazy `map(fn, items)` on the configured backend (local: `workers` spawned processes,
-    in-process when `workers <= 1`; ray: one task per item requesting `cpus` CPUs and `gpus` GPUs)."""
+    in-process when `workers <= 1`; ray: one task per item requesting `cpus` CPUs and `gpus` GPUs).
+
+    first_here: run the first item in this process before any worker starts (local backend). For stages whose
+    code numba compiles on first use (librosa): numba's on-disk cache is not safe when two processes compile
+    the same function at once (two workers on a cold cache wrote an entry that made every later process
+    segfault), so the first item compiles and caches, and the workers only read."""
+    items = list(items)
     if _OPTIONS.backend == "ray":
-        return _ray_map(fn, list(items), initializer, initargs, cpus, gpus)
-    return _local_map(fn, list(items), workers, initializer, initargs)
+        return _ray_map(fn, items, initializer, initargs, cpus, gpus)
+    return _local_map(fn, items, workers, initializer, initargs, first_here)
 
 
-def _local_map(fn: Callable, items: list, workers: int, initializer: Callable | None, initargs: tuple) -> Iterator:
+def _local_map(fn: Callable, items: list, workers: int, initializer: Callable | None, initargs: tuple,
+               first_here: bool = False) -> Iterator:
     if workers <= 1 or len(items) <= 1:
         if initializer is not None:
             initializer(*initargs)
         yield from map(fn, items)
         return
+    if first_here:
+        if initializer is not None:
+            initializer(*initargs)
+        yield fn(items[0])
+        items = items[1:]
+        if not items:
+            return
     context = multiprocessing.get_context("spawn")
     workers = min(workers, len(items))
     with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:

@@ -121,8 +121,8 @@ def _audio_clips(generator: Generator, manifest: Manifest, out: Path, s: Generat
         codes += list(generator.sample(prompts[start:start + BATCH], frames, seed=s.seed * 100_003 + start,
                                        temperature=s.temperature, top_k=s.top_k))
     jobs = [(generator.codec, clip, s.target_rms_dbfs) for clip in codes]
-    audios = list(tqdm(parallel_map(_decode, jobs, workers=workers), total=len(jobs), desc="decoding generated "
-                       "queries", disable=not progress))
+    audios = list(tqdm(parallel_map(_decode, jobs, workers=workers, first_here=True), total=len(jobs),
+                       desc="decoding generated queries", disable=not progress))
     rate = generator.codec.sample_rate
     rows = []
     for index, (text, clip, audio) in enumerate(zip(prompts, codes, audios, strict=True)):
