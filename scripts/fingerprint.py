@@ -4,15 +4,16 @@
 
 With one folder: prints, per file, a SHA-256 of its numbers — every `scores.h5` matrix (its `scores`, and the text
 of its `segment_track`, `query_ids` and `segment_start_s`), every generated query's audio, and every CSV (the
-columns present in both, command lines, paths and timings dropped). Matrices pair up by their experiment's group
-(the folder name without seed and generated-queries key), method and setting, so run folders named otherwise
-still compare. With two folders: compares them file by file and, where a matrix differs, prints the largest
+columns present in both, command lines, paths and timings dropped). Run-folder files pair up by corpus name,
+model name, method and setting, so run folders keyed otherwise (seed, catalogue, generated queries) still
+compare. With two folders: compares them file by file and, where a matrix differs, prints the largest
 absolute difference relative to the matrix's largest score.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from pathlib import Path
 
@@ -22,14 +23,16 @@ import pandas as pd  # noqa: E402
 
 from lumina.runs.layout import experiment_group  # first: pins the numeric kernels before numpy loads
 
+CATALOGUE_KEY = re.compile(r"-[0-9a-f]{8}-")
 DROP = {"command", "seconds", "wall_seconds", "path", "folder", "run", "study", "model_path"}
 
 
 def file_key(path: Path, root: Path) -> str:
-    """A file's path under `root`, a run folder's file as `runs/<experiment group>/<method>/<setting>/<file>`."""
+    """A file's path under `root`, a run folder's file as `runs/<data>-<model>/<method>/<setting>/<file>`: run
+    folders pair up across versions that key their experiments otherwise (seed, catalogue and generated keys)."""
     parts = list(path.relative_to(root).parts)
     if parts[0] == "runs" and len(parts) == 5:
-        parts[1] = experiment_group(parts[1])
+        parts[1] = CATALOGUE_KEY.sub("-", experiment_group(parts[1]))
     return "/".join(parts)
 
 
@@ -79,7 +82,8 @@ def compare(before: Path, after: Path) -> int:
                       "of the largest score)")
             elif name.endswith(".csv"):
                 x, y = table_of(a[name][1]), table_of(b[name][1])
-                numeric = [c for c in x.columns if c in y.columns and pd.api.types.is_numeric_dtype(x[c])]
+                numeric = [c for c in x.columns if c in y.columns and pd.api.types.is_numeric_dtype(x[c])
+                           and pd.api.types.is_numeric_dtype(y[c])]
                 worst = max(((np.nanmax(np.abs(x[c].to_numpy() - y[c].to_numpy())), c) for c in numeric
                              if len(x) == len(y)), default=(float("nan"), "-"))
                 print(f"DIFFERS {name}: largest change {worst[0]:.3g} in column {worst[1]}")
