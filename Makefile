@@ -25,13 +25,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The demo's leaderboard goes to outputs/leaderboard: results/ holds the committed canonical tables (`make results`).
 demo: install
-	$(PY) -m experiments.generate
-	$(PY) -m experiments.run +method=lumina
-	$(PY) -m experiments.leaderboard leaderboard.results=outputs/leaderboard
-	$(PY) -m experiments.report
-	@echo "demo done: score matrices in outputs/runs/music21-<catalogue key>-embedded-seed<seed>-g<generated key>/lumina/, LUMINA's" \
-	  "signature store in outputs/cache/signatures/, leaderboard and figures in outputs/leaderboard/, report in" \
-	  "outputs/report/index.html"
+	PY=$(PY) scripts/demo.sh
 
 test: install
 	$(PY) -m ruff check .

@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, default=8, help="training tracks to extract (after one warm-up)")
     parser.add_argument("--out", default=None, help="output folder (default: <paths.outputs>/benchmarks)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["extraction"], help="parts to leave out")
+    parser.add_argument("--skip", action="append", default=[], choices=["extraction"],
+                        help="a part to leave out (repeat the flag for several)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method.mode=jl threads=1")
     args = parser.parse_intermixed_args(argv)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

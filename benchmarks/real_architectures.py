@@ -178,14 +178,16 @@ def main(argv: list[str] | None = None) -> None:
     import os
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=["small", "medium"], choices=SIZES)
+    parser.add_argument("--sizes", action="append", choices=SIZES, help="an architecture (repeat the flag for several; "
+                        "default: small and medium)")
     parser.add_argument("--tracks", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="outputs/benchmarks")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["lumina_full"],
-                        help="stages left out (the full backward of medium needs ~20 GB)")
+    parser.add_argument("--skip", action="append", default=[], choices=["lumina_full"],
+                        help="a stage left out (the full backward of medium needs ~20 GB)")
     parser.add_argument("overrides", nargs="*", help="device=cpu|cuda|cuda:N")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    args.sizes = args.sizes or ["small", "medium"]
     device = dict(o.split("=", 1) for o in args.overrides).get("device", "cpu")
     load = [os.getloadavg()[0]]
     profiles = []

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import torch
@@ -77,6 +78,20 @@ def test_embedded_codec_shapes_range_and_determinism(tiny_codec, tmp_path):
     # decoding draws Griffin-Lim's initial phases: seeded, so the same codes give the same audio bit for bit
     # (librosa's default draws them from fresh OS entropy every call)
     assert np.array_equal(tiny_codec.decode(codes), decoded) and np.array_equal(loaded.decode(codes), decoded)
+
+
+def test_embedded_codec_decode_inverts_the_mel_filterbank(tiny_codec):
+    """The decoder's mel inversion is the filterbank's pseudo-inverse: mel-filtering what it returns gives back any
+    mel power spectrum exactly (the filterbank has full row rank), and the decoder's name, which keys the
+    generated queries, says so."""
+    cfg = tiny_codec.config
+    basis = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, dtype=np.float64)
+    inverse = tiny_codec.mel_inverse()
+    assert inverse.shape == (1 + cfg.n_fft // 2, cfg.n_mels)
+    np.testing.assert_allclose(basis @ inverse, np.eye(cfg.n_mels), atol=1e-8)
+    power = np.random.default_rng(0).gamma(1.0, size=(cfg.n_mels, 7))
+    np.testing.assert_allclose(basis @ (inverse @ power), power, rtol=1e-8, atol=1e-10)
+    assert tiny_codec.decoder == f"mel-pinv+griffinlim-32-seed{cfg.seed}"
 
 
 FIT_IN_CHILD = """

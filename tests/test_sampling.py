@@ -10,6 +10,7 @@ import torch
 from lumina.data.generated import include_generated
 from lumina.data.manifest import Manifest
 from lumina.models.generate import GenerationSettings, generate_queries, generation_key
+from lumina.models.musicgen import MusicgenGenerator
 from lumina.models.teacher_forcing import delay_pattern
 from lumina.runs.errors import CorpusError
 from tests.generator_fixtures import DESCRIPTIONS, SR, tiny_generator, tone
@@ -99,20 +100,28 @@ def test_generated_queries_are_a_stage_the_corpus_includes(tmp_path) -> None:
     assert include_generated(manifest, folder).generated["key"] == generation_key(generator, hotter)[0] != key
 
 
-def test_generated_clips_do_not_depend_on_the_decoding_workers(tmp_path) -> None:
-    """Decoding in two worker processes gives the bytes one process gives, whatever BLAS threads the caller runs
-    (the mel inversion's last bits depend on them; the decode pins one)."""
+def test_generated_clips_do_not_depend_on_the_workers_or_threads(tmp_path, monkeypatch) -> None:
+    """Sampling and decoding batches in two worker processes gives the bytes one process gives, whatever torch and
+    BLAS threads the caller runs (sampled codes and the mel inversion's last bits depend on them; each batch pins
+    one of each)."""
     from threadpoolctl import threadpool_limits
 
-    generator = tiny_generator()
+    from lumina.models import generate
+
+    monkeypatch.setattr(generate, "BATCH", 1)  # two batches of one clip: one a worker
+    generator = MusicgenGenerator.load(tiny_generator().save(tmp_path / "generator"))
     manifest = _tone_catalogue(tmp_path)
     settings = GenerationSettings(count=2, seconds=0.5, seed=1)
-    folders = []
-    for blas_threads, workers in ((2, 1), (1, 1), (2, 2)):
-        with threadpool_limits(limits=blas_threads, user_api="blas"):
-            folders.append(generate_queries(generator, manifest, tmp_path / f"{blas_threads}-{workers}", settings,
-                                            workers=workers, progress=False))
-    for name in ("q_generated_00.wav", "q_generated_01.wav"):
+    folders, previous = [], torch.get_num_threads()
+    try:
+        for threads, workers in ((2, 1), (1, 1), (2, 2)):
+            torch.set_num_threads(threads)
+            with threadpool_limits(limits=threads, user_api="blas"):
+                folders.append(generate_queries(generator, manifest, tmp_path / f"{threads}-{workers}", settings,
+                                                workers=workers, progress=False))
+    finally:
+        torch.set_num_threads(previous)
+    for name in ("q_generated_00.wav", "q_generated_01.wav", "q_generated_00.codes.npy", "q_generated_01.codes.npy"):
         assert len({(folder / name).read_bytes() for folder in folders}) == 1
 
 

@@ -5,7 +5,8 @@
 
 Audio generators: each clip is sampled under the description of a training track (drawn without replacement
 from a seeded permutation), batch by batch with the seed `seed · 100003 + first index of the batch`, decoded by
-the generator's codec and levelled like every other track; WAVs and their codes are written. MIDI generators
+the generator's codec and levelled like every other track; WAVs and their codes are written. Batches are sampled
+and decoded in parallel worker processes (`execution.parallel_map`), each on one thread. MIDI generators
 (untimed codecs, docs/symbolic.md#the-corpus): each window is sampled after the first `primer` tokens of a
 held-out query, with seed `seed + i`, and written as MIDI.
 
@@ -21,8 +22,10 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -34,6 +37,7 @@ from lumina.data.generated import RECORD
 from lumina.data.manifest import Manifest
 from lumina.data.render import normalise
 from lumina.models.protocol import Generator
+from lumina.models.remote import generator_handle, use, worker_generator
 from lumina.runs.errors import ParameterError
 from lumina.runs.provenance import relative, stamp
 
@@ -116,16 +120,19 @@ def _audio_clips(generator: Generator, manifest: Manifest, out: Path, s: Generat
     order = np.random.default_rng([s.seed, 7]).permutation(len(train))
     prompts = [manifest.description_of(train[int(order[j % len(train)])]) for j in range(s.count)]
     frames = int(round(s.seconds * generator.codec.frame_rate))
-    codes = []
-    for start in tqdm(range(0, s.count, BATCH), desc="sampling generated queries", disable=not progress):
-        codes += list(generator.sample(prompts[start:start + BATCH], frames, seed=s.seed * 100_003 + start,
-                                       temperature=s.temperature, top_k=s.top_k))
-    jobs = [(generator.codec, clip, s.target_rms_dbfs) for clip in codes]
-    audios = list(tqdm(parallel_map(_decode, jobs, workers=workers, first_here=True), total=len(jobs),
-                       desc="decoding generated queries", disable=not progress))
+    jobs = [(prompts[start:start + BATCH], frames, s.seed * 100_003 + start, s) for start in range(0, s.count, BATCH)]
+    _decode(generator.codec, np.zeros((generator.num_codebooks, 2), dtype=np.int64), s.target_rms_dbfs)  # warm-up
+    results = []
+    batches = (parallel_map(_sample_and_decode, jobs, workers=workers, initializer=use,
+                            initargs=(generator_handle(generator),)) if workers > 1 and len(jobs) > 1
+               else (_sample_and_decode(job, generator) for job in jobs))
+    with tqdm(total=s.count, desc="sampling and decoding generated queries", unit="clip", disable=not progress) as bar:
+        for batch in batches:
+            results += batch
+            bar.update(len(batch))
     rate = generator.codec.sample_rate
     rows = []
-    for index, (text, clip, audio) in enumerate(zip(prompts, codes, audios, strict=True)):
+    for index, (text, (clip, audio)) in enumerate(zip(prompts, results, strict=True)):
         track_id = f"q_generated_{index:02d}"
         save_audio(out / f"{track_id}.wav", audio, rate)
         np.save(out / f"{track_id}.codes.npy", clip)
@@ -136,11 +143,27 @@ def _audio_clips(generator: Generator, manifest: Manifest, out: Path, s: Generat
     return rows
 
 
-def _decode(job: tuple) -> np.ndarray:
-    """One clip's codes (K, T) → levelled audio (n,) (a module-level function of one item, for the parallel map),
-    on one BLAS thread: the embedded codec's mel inversion gives other last bits on two, so the clips would depend
-    on the caller's thread settings (the apps run one BLAS thread)."""
-    codec, clip, target_rms_dbfs = job
+def _sample_and_decode(job: tuple, generator: Generator | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One batch (prompts, frames, seed, settings) → its clips' codes (K, frames) and levelled audio (n,), sampled
+    on one torch thread by `generator` (None: the worker's, `lumina.models.remote.use`): a module-level function
+    for the parallel map, whose result depends neither on the process nor on the caller's thread count."""
+    prompts, frames, seed, s = job
+    generator = generator or worker_generator()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        codes = generator.sample(prompts, frames, seed=seed, temperature=s.temperature, top_k=s.top_k)
+    finally:
+        torch.set_num_threads(threads)
+    return [(clip, _decode(generator.codec, clip, s.target_rms_dbfs)) for clip in codes]
+
+
+def _decode(codec: Any, clip: np.ndarray, target_rms_dbfs: float) -> np.ndarray:
+    """One clip's codes (K, T) → levelled audio (n,) by an audio codec's `decode`, on one BLAS thread (the
+    embedded codec's products give other last bits on two). Called once on two frames before the workers
+    start: librosa's inverse STFT is compiled by numba on first use, and numba's on-disk cache is not safe when
+    two processes compile at once (`execution.parallel_map`'s `first_here`), so this process compiles it and
+    the workers read the cache."""
     with threadpool_limits(limits=1, user_api="blas"):
         return normalise(np.asarray(codec.decode(clip), dtype=np.float64), target_rms_dbfs)
 
