@@ -121,7 +121,7 @@ def _audio_clips(generator: Generator, manifest: Manifest, out: Path, s: Generat
     prompts = [manifest.description_of(train[int(order[j % len(train)])]) for j in range(s.count)]
     frames = int(round(s.seconds * generator.codec.frame_rate))
     jobs = [(prompts[start:start + BATCH], frames, s.seed * 100_003 + start, s) for start in range(0, s.count, BATCH)]
-    _decode(generator.codec, np.zeros((generator.num_codebooks, 2), dtype=np.int64), s.target_rms_dbfs)  # warm-up
+    _decode(generator.codec, np.zeros((generator.num_codebooks, 4), dtype=np.int64), s.target_rms_dbfs)  # warm-up
     results = []
     batches = (parallel_map(_sample_and_decode, jobs, workers=workers, initializer=use,
                             initargs=(generator_handle(generator),)) if workers > 1 and len(jobs) > 1
@@ -160,10 +160,10 @@ def _sample_and_decode(job: tuple, generator: Generator | None = None) -> list[t
 
 def _decode(codec: Any, clip: np.ndarray, target_rms_dbfs: float) -> np.ndarray:
     """One clip's codes (K, T) → levelled audio (n,) by an audio codec's `decode`, on one BLAS thread (the
-    embedded codec's products give other last bits on two). Called once on two frames before the workers
-    start: librosa's inverse STFT is compiled by numba on first use, and numba's on-disk cache is not safe when
-    two processes compile at once (`execution.parallel_map`'s `first_here`), so this process compiles it and
-    the workers read the cache."""
+    embedded codec's products give other last bits on two). Called once on four frames (one FFT window) before
+    the workers start: librosa's inverse STFT is compiled by numba on first use, and numba's on-disk cache is
+    not safe when two processes compile at once (`execution.parallel_map`'s `first_here`), so this process
+    compiles it and the workers read the cache."""
     with threadpool_limits(limits=1, user_api="blas"):
         return normalise(np.asarray(codec.decode(clip), dtype=np.float64), target_rms_dbfs)
 
