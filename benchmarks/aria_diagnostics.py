@@ -49,14 +49,19 @@ def synthetic_matrix(clusters: np.ndarray, segments: int, n_queries: int, rng: n
                          "synthetic", "benchmark", "segment", "zscore")
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line (`python -m benchmarks.aria_diagnostics --help`)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, default=2500)
     parser.add_argument("--segments", type=int, default=4, help="segments per track")
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--groups", type=int, default=1000, help="random reference groups R per K")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments().parse_intermixed_args(argv)
     rng = np.random.default_rng(args.seed)
     features, clusters = synthetic_features(args.tracks, rng)
     artefact = synthetic_matrix(clusters, args.segments, args.queries, rng)

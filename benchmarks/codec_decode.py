@@ -23,7 +23,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
 from benchmarks.output import write
@@ -71,7 +71,7 @@ def figure(path: Path, codec, clips: list[np.ndarray], decoded: dict[str, list[n
             axes[row, col].set_xlabel("frame (50 Hz)", fontsize=7)
             axes[row, col].set_ylabel("mel band", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=70)
     plt.close(fig)
 
 
@@ -89,14 +89,24 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def configuration(overrides: list[str]) -> DictConfig:
+    """The Hydra configuration this benchmark runs with: `conf/config.yaml` and `overrides`."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def arguments() -> argparse.ArgumentParser:
+    """The command line (`python -m benchmarks.codec_decode --help`); Hydra overrides may follow the flags."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=4, help="clips to sample and decode")
     parser.add_argument("--out", default=None, help="output folder (default: <paths.outputs>/benchmarks)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.generated.seconds=6")
-    args = parser.parse_intermixed_args(argv)
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=args.overrides)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments().parse_intermixed_args(argv)
+    cfg = configuration(args.overrides)
     from lumina.configure import base_corpus, configure_runtime, generator_loader
     from lumina.models.generate import GenerationSettings
 

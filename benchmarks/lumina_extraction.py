@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.output import write
 from lumina.runs.provenance import command_line
@@ -126,16 +126,26 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def configuration(overrides: list[str]) -> DictConfig:
+    """The Hydra configuration this benchmark runs with: `conf/config.yaml` with LUMINA and `overrides`."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=["+method=lumina", *overrides])
+
+
+def arguments() -> argparse.ArgumentParser:
+    """The command line (`python -m benchmarks.lumina_extraction --help`); Hydra overrides may follow the flags."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, default=8, help="training tracks to extract (after one warm-up)")
     parser.add_argument("--out", default=None, help="output folder (default: <paths.outputs>/benchmarks)")
     parser.add_argument("--skip", action="append", default=[], choices=["extraction"],
                         help="a part to leave out (repeat the flag for several)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method.mode=jl threads=1")
-    args = parser.parse_intermixed_args(argv)
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["+method=lumina", *args.overrides])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments().parse_intermixed_args(argv)
+    cfg = configuration(args.overrides)
     from lumina.configure import base_corpus, configure_runtime, generator_loader
     from lumina.methods.lumina.signatures import SignatureConfig, signature_dims
 

@@ -174,9 +174,8 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    import os
-
+def arguments() -> argparse.ArgumentParser:
+    """The command line (`python -m benchmarks.real_architectures --help`); `device=...` may follow the flags."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", action="append", choices=SIZES, help="an architecture (repeat the flag for several; "
                         "default: small and medium)")
@@ -186,7 +185,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip", action="append", default=[], choices=["lumina_full"],
                         help="a stage left out (the full backward of medium needs ~20 GB)")
     parser.add_argument("overrides", nargs="*", help="device=cpu|cuda|cuda:N")
-    args = parser.parse_intermixed_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    import os
+
+    args = arguments().parse_intermixed_args(argv)
     args.sizes = args.sizes or ["small", "medium"]
     device = dict(o.split("=", 1) for o in args.overrides).get("device", "cpu")
     load = [os.getloadavg()[0]]
