@@ -1,15 +1,17 @@
-"""Benchmark: the Ray backend with 1 and 2 workers (docs/execution.md#backends).
+"""Benchmark: the Ray backend with 1 and 2 workers (docs/execution.md#speed).
 
-    python -m benchmarks.ray_scaling                       # 4 subset models, 24 tracks signed in shards of 2
-    python -m benchmarks.ray_scaling --models 2 --tracks 8
-    python -m benchmarks.ray_scaling --epochs 36 --tracks 96 --shard-size 8   # more work per task
+    python -m benchmarks.ray_scaling                          # 4 subset models; the extraction in shards of 2, 8 and 32
+    python -m benchmarks.ray_scaling --models 2 --tracks 8 --shard-sizes 4
+    python -m benchmarks.ray_scaling --tracks 124 --shard-sizes 8,16,32       # more tracks
 
 On a synthetic folder catalogue of tones (written under outputs/benchmarks/ray_scaling/), with a small recipe of
 the embedded generator, prints the wall time of (a) training 4 subset models and measuring every track's loss
-(`groundtruth.study.run_subsets`, a task per model) and (b) a sharded LUMINA extraction (a task per shard), each
-on a local Ray cluster of 1 and then 2 CPUs (one torch thread per task; the workers started and warm before
-the clock starts), their ratio, and the load average of the machine before each run (the cores may be shared).
-Every measured run starts from empty caches; the corpus, codec and full model are made once beforehand.
+(`groundtruth.study.run_subsets`, a task per model) and (b) a sharded LUMINA extraction of every track (a task
+per shard) once for each shard size of `--shard-sizes`, each on a local Ray cluster of 1 and then 2 CPUs (one
+torch thread per task; the workers started and warm before the clock starts: `warm_worker`), their ratios, and
+the load average of the machine before each run (the cores may be shared). The last line is the extraction's
+ratio at `parallel.shard_size`, the default. Every measured run starts from empty caches and rebuilds the
+generator in each worker; the corpus, codec and full model are made once beforehand.
 Writes outputs/benchmarks/ray_scaling.json.
 """
 
@@ -20,6 +22,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +39,7 @@ from groundtruth.study import run_subsets
 from lumina.configure import base_corpus, generator_loader
 from lumina.methods.lumina.database import build_database, manifest_tracks
 from lumina.methods.lumina.signatures import SignatureConfig
+from lumina.models.musicgen import CODEC_DIR
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 OUT = Path("outputs/benchmarks/ray_scaling")
@@ -43,6 +49,8 @@ RECIPE = [
     "model.lm.text_hidden_size=16", "model.lm.text_layers=1", "model.lm.text_heads=2", "model.lm.max_frames=256",
     "model.train.batch_size=4", "model.train.crop_frames=96", "model.train.checkpoints=0",
 ]
+DEFAULT_SHARD = ParallelOptions().shard_size
+SHARD_SIZES = [2, 8, 32]
 
 
 def write_catalogue(root: Path, tracks: int, seconds: float = 4.0) -> None:
@@ -62,46 +70,77 @@ def write_catalogue(root: Path, tracks: int, seconds: float = 4.0) -> None:
     pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
 
 
-def warm_worker(seconds: float) -> int:
-    """A task that imports what the measured tasks import and holds its worker for `seconds`, so that every
-    worker process is started before the clock starts."""
+def warm_worker(seconds: float, codec: str) -> int:
+    """A task that brings a worker process to the state of one that has run before: it imports what the measured
+    tasks import and encodes a second of noise with the `codec` folder's codec (librosa imports its modules and
+    numba loads its compiled functions on first use: seconds per process), then holds its worker for `seconds`,
+    so that every worker process is started and warm before the clock starts. It makes nothing of a stage: the
+    generator is rebuilt by each measured stage."""
     import groundtruth.study  # noqa: F401  (torch, transformers and the generator code)
     import lumina.methods.lumina.database  # noqa: F401
+    from lumina.models.codecs import load_codec
 
+    loaded = load_codec(codec)
+    loaded.encode(0.1 * np.random.default_rng(0).standard_normal(int(loaded.sample_rate)).astype(np.float32))
     time.sleep(seconds)
     return os.getpid()
 
 
-def timed_on_ray(cpus: int, work, shard_size: int) -> float:
-    """Seconds `work()` takes on a fresh local Ray cluster of `cpus` CPUs, its `cpus` worker processes started
-    and warm (the cluster's and the workers' start are not counted: on a cluster they are paid once)."""
+@contextmanager
+def warm_cluster(cpus: int, codec: Path) -> Iterator[None]:
+    """A fresh local Ray cluster of `cpus` CPUs for the block, its `cpus` worker processes started and warm
+    (`warm_worker`; the cluster's and the workers' start are not measured: on a cluster they are paid once)."""
     import ray
 
-    configure(ParallelOptions(backend="ray", cpus=cpus, shard_size=shard_size))
+    configure(ParallelOptions(backend="ray", cpus=cpus))
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
     try:
-        workers = set(parallel_map(warm_worker, [2.0] * cpus, cpus=1))
+        workers = set(parallel_map(partial(warm_worker, codec=str(codec)), [2.0] * cpus, cpus=1))
         assert len(workers) == cpus, f"{len(workers)} warm workers for {cpus} CPUs"
-        started = time.perf_counter()
-        work()
-        return time.perf_counter() - started
+        yield
     finally:
         ray.shutdown()
         configure(ParallelOptions())
 
 
-def main() -> None:
+def timed(work: Callable[[], object]) -> tuple[float, float]:
+    """The load average of the last minute before `work()` and the seconds it takes."""
+    load, started = os.getloadavg()[0], time.perf_counter()
+    work()
+    return round(load, 2), round(time.perf_counter() - started, 2)
+
+
+def sizes(text: str) -> list[int]:
+    """`--shard-sizes`: comma-separated sizes, each at least 1."""
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"shard sizes must be integers >= 1, got {text!r}")
+    return values
+
+
+def arguments() -> argparse.ArgumentParser:
+    """The command line (`python -m benchmarks.ray_scaling --help`)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, default=4, help="subset models per run")
-    parser.add_argument("--tracks", type=int, default=24, help="training tracks (all signed in the extraction)")
+    parser.add_argument("--tracks", type=int, default=60, help="training tracks (all signed in the extraction)")
+    parser.add_argument("--seconds", type=float, default=12.0, help="length of each track (the embedded corpus': 12)")
     parser.add_argument("--epochs", type=int, default=12, help="training epochs of each subset model")
-    parser.add_argument("--shard-size", type=int, default=2, help="tracks per task of the sharded extraction")
-    args = parser.parse_args()
+    parser.add_argument("--shard-sizes", type=sizes, default=SHARD_SIZES,
+                        help="tracks per task of the sharded extraction, comma-separated: one extraction each "
+                             f"(default {','.join(map(str, SHARD_SIZES))}; the last line is the ratio at the "
+                             f"default parallel.shard_size, {DEFAULT_SHARD}, when it is one of them)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="rounds of every measurement, 1 and 2 workers taking turns; the shortest is reported")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments().parse_args(argv)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     shutil.rmtree(OUT, ignore_errors=True)
-    write_catalogue(OUT / "catalogue", args.tracks)
+    write_catalogue(OUT / "catalogue", args.tracks, args.seconds)
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("ground_truth", overrides=[
             "data=folder", f"data.path={OUT / 'catalogue/train'}", f"data.queries={OUT / 'catalogue/queries'}",
@@ -113,31 +152,45 @@ def main() -> None:
     tracks = manifest_tracks(manifest)
     keep, saved = OUT / "cache/models", OUT / "full-model"
     shutil.copytree(keep, saved)
-    figures: dict = {"models": args.models, "tracks": len(tracks), "epochs": args.epochs, "shard_size": args.shard_size,
-                     "runs": {}}
-    for cpus in (1, 2):
-        load = os.getloadavg()[0]
+    codec = Path(generator.source) / CODEC_DIR
+    stages = {"subset_models": f"{args.models} subset models", **{
+        f"extraction_shard{size}": f"sharded extraction of {len(tracks)} tracks in shards of {size} "
+                                   f"({-(-len(tracks) // size)} tasks)" for size in args.shard_sizes}}
+    runs: dict = {cpus: {stage: {"load_average_before": [], "seconds": []} for stage in stages} for cpus in (1, 2)}
 
-        def subsets(cpus=cpus) -> None:
-            shutil.rmtree(keep, ignore_errors=True)  # no subset model from the previous run is reused
-            run_subsets(manifest, model, cfg.paths.cache, OUT / f"study-{cpus}", n_models=args.models, threads=1,
-                        progress=False)
+    def measure(run: int, cpus: int, stage: str, work: Callable[[], object]) -> None:
+        """Time one run of a stage, record and print it."""
+        load, seconds = timed(work)
+        runs[cpus][stage]["load_average_before"].append(load)
+        runs[cpus][stage]["seconds"].append(seconds)
+        print(f"round {run + 1}/{args.repeats}, {cpus} Ray worker(s): {stages[stage]} {seconds:.1f} s (load average "
+              f"{load:.2f} before)", flush=True)
 
-        def extraction(cpus=cpus) -> None:
-            build_database(OUT / f"signatures-{cpus}.h5", generator, tracks, SignatureConfig(), progress=False)
-
-        seconds = {"subset_models": timed_on_ray(cpus, subsets, args.shard_size)}
-        shutil.rmtree(keep, ignore_errors=True)
-        shutil.copytree(saved, keep)  # the full model, which the extraction's workers load
-        seconds["sharded_extraction"] = timed_on_ray(cpus, extraction, args.shard_size)
-        figures["runs"][cpus] = {"load_average_before": round(load, 2), **{k: round(v, 2) for k, v in seconds.items()}}
-        print(f"{cpus} Ray worker(s) (load average {load:.2f} before): {args.models} subset models "
-              f"{seconds['subset_models']:.1f} s, sharded extraction of {len(tracks)} tracks "
-              f"{seconds['sharded_extraction']:.1f} s")
-    for stage in ("subset_models", "sharded_extraction"):
-        ratio = figures["runs"][1][stage] / figures["runs"][2][stage]
-        figures[f"{stage}_speedup"] = round(ratio, 2)
-        print(f"{stage}: 1 worker / 2 workers = {ratio:.2f}x")
+    for run in range(args.repeats):
+        for cpus in (1, 2):  # taking turns: a change in the machine's other load falls on both
+            with warm_cluster(cpus, codec):
+                shutil.rmtree(keep)  # no model of an earlier run is reused
+                measure(run, cpus, "subset_models", partial(
+                    run_subsets, manifest, model, cfg.paths.cache, OUT / f"study-{cpus}-{run}",
+                    n_models=args.models, threads=1, progress=False))
+                shutil.rmtree(keep)
+                shutil.copytree(saved, keep)  # the full model, which the extraction's workers load
+                for size in args.shard_sizes:
+                    configure(ParallelOptions(backend="ray", cpus=cpus, shard_size=size))
+                    measure(run, cpus, f"extraction_shard{size}", partial(
+                        build_database, OUT / f"signatures-{cpus}-{size}-{run}.h5", generator, tracks,
+                        SignatureConfig(), progress=False))
+    figures: dict = {"models": args.models, "tracks": len(tracks), "seconds_per_track": args.seconds,
+                     "epochs": args.epochs, "repeats": args.repeats, "runs": runs}
+    print(f"shortest of {args.repeats} round(s):")
+    for stage, label in stages.items():
+        one, two = (min(runs[cpus][stage]["seconds"]) for cpus in (1, 2))
+        figures[f"{stage}_speedup"] = round(one / two, 2)
+        print(f"{label}: 1 worker {one:.1f} s, 2 workers {two:.1f} s, ratio {one / two:.2f}x")
+    if DEFAULT_SHARD in args.shard_sizes:
+        figures["sharded_extraction_speedup"] = figures[f"extraction_shard{DEFAULT_SHARD}_speedup"]
+        print(f"sharded extraction at the default parallel.shard_size={DEFAULT_SHARD}: 1 worker / 2 workers = "
+              f"{figures['sharded_extraction_speedup']:.2f}x")
     (OUT.parent / "ray_scaling.json").write_text(json.dumps(figures, indent=1))
 
 

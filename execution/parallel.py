@@ -49,7 +49,7 @@ class ParallelOptions:
         "help": "ray: CPUs of the local cluster started when address is null (null: the threads setting)"})
     gpus_per_task: float = field(default=0.0, metadata={
         "help": "ray: GPUs each model stage's task requests (subset training, sharded extraction)"})
-    shard_size: int = field(default=16, metadata={
+    shard_size: int = field(default=8, metadata={
         "help": "items per shard of a sharded extraction (tracks for LUMINA, examples for the gradient methods)"})
     max_retries: int = field(default=3, metadata={"help": "ray: runs of a task again after its worker died"})
 
@@ -155,11 +155,16 @@ _INITIALISED: set[str] = set()
 """Maps whose initializer already ran in this worker process."""
 
 
-def _ray_task(key: str, setup: tuple, fn: Callable, item: Any) -> Any:
-    """What a Ray task runs: the map's initializer once per worker process, then `fn(item)`."""
-    initializer, initargs = setup
-    if initializer is not None and key not in _INITIALISED:
-        initializer(*initargs)
+def _ray_task(key: str, setup: list, fn: Callable, item: Any) -> Any:
+    """What a Ray task runs: the map's initializer once per worker process, then `fn(item)`. `setup` holds the
+    reference to (initializer, initargs), nested so that Ray does not fetch it for every task: it is fetched only
+    by a worker's first task of the map (initargs may hold a model's weights)."""
+    if key not in _INITIALISED:
+        import ray
+
+        initializer, initargs = ray.get(setup[0])
+        if initializer is not None:
+            initializer(*initargs)
         _INITIALISED.add(key)
     return fn(item)
 
@@ -171,7 +176,7 @@ def _ray_map(fn: Callable, items: list, initializer: Callable | None, initargs: 
     ray = ray_cluster()
     task = ray.remote(_ray_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=_OPTIONS.max_retries,
                                          retry_exceptions=False)
-    key, setup, function = uuid.uuid4().hex, ray.put((initializer, initargs)), ray.put(fn)
+    key, setup, function = uuid.uuid4().hex, [ray.put((initializer, initargs))], ray.put(fn)
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-3)))
     pending: deque = deque()
     try:

@@ -28,7 +28,10 @@ stage() {  # stage NAME stamp|always COMMAND...: run a stage, record its wall se
 # subset models: the longest stage, and the one whose records are kept (see above).
 stage generate always "$PY" -m experiments.generate seed="$SEED" progress=false
 stage subsets stamp "$PY" -m experiments.subsets seed="$SEED" "$SUBSETS" progress=false
-for m in lumina trak gradcos graddot tracin logra factgrass unlearning embedding clap mert; do
+stage run-lumina stamp "$PY" -m experiments.run +method=lumina seed="$SEED" progress=false
+# TRAK, Grad-Cos, GradDot, TracIn, LoGra and FactGraSS from one shared gradient pass (docs/baselines.md#the-shared-gradient-pass)
+stage run-gradients stamp "$PY" -m experiments.run +method=gradients seed="$SEED" progress=false
+for m in unlearning embedding clap mert; do
   stage "run-$m" stamp "$PY" -m experiments.run +method=$m seed="$SEED" progress=false
 done
 for e in madmom-chordfeat madmom-notes; do

@@ -41,7 +41,8 @@ def test_every_option_has_help(name):
 
 def test_segment_options_are_shared_once():
     gradient_methods = [n for n, cls in METHOD_OPTIONS.items() if issubclass(cls, SegmentOptions)]
-    assert sorted(gradient_methods) == ["factgrass", "gradcos", "graddot", "logra", "tracin", "trak", "unlearning"]
+    assert sorted(gradient_methods) == ["factgrass", "gradcos", "graddot", "gradients", "logra", "tracin", "trak",
+                                        "unlearning"]
     for name in gradient_methods:  # the shared block lives in conf/method_common, not in each method's file
         text = (CONF / "method" / f"{name}.yaml").read_text()
         assert "/method_common/segments@_here_" in text and "segment_s:" not in text

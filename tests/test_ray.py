@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from lumina.methods.baselines.items import batches
 from lumina.methods.lumina.database import (
     Track,
     build_database,
+    database_provenance,
     shard_jobs,
     sign_shard,
     with_audio_sha,
@@ -41,7 +44,7 @@ from tests.test_ground_truth import corpus, tiny_cfg  # noqa: F401  (the tiny fo
 ray = pytest.importorskip("ray")
 
 CFG = SignatureConfig(chunk_s=1.0)
-SHARD = 3
+SHARD = 2
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +101,8 @@ def test_ray_sharded_signatures_equal_the_local_ones_bit_for_bit(ray_cluster, tm
     db = build_database(path, generator, tracks, CFG, progress=False)
     assert_same_database(db, local_db)
     assert not list((tmp_path / "db.h5.shards").glob("*.h5"))  # every shard merged and removed
+    with h5py.File(path, "r") as f:  # made, then 4 shards merged in 3 commits: 2 tracks, 2, the last two shards
+        assert [w["rows"] for w in json.loads(f.attrs["writes_json"])] == [0, 2, 2, 3]
 
 
 def test_ray_interrupted_sharded_signing_resumes_from_the_shards_written(ray_cluster, tmp_path, generator, tracks,
@@ -107,12 +112,11 @@ def test_ray_interrupted_sharded_signing_resumes_from_the_shards_written(ray_clu
     path = tmp_path / "db.h5"
     build_database(path, generator, [], CFG, progress=False)  # the empty database, as the interrupted run made it
     resolved = [with_audio_sha(t) for t in tracks]
-    jobs = shard_jobs(path, resolved, resolved, CFG, 8)
+    jobs = shard_jobs(path, resolved, resolved, CFG, database_provenance(generator, CFG), 8)
     use(generator_handle(generator))
     sign_shard(jobs[0])
-    half = (jobs[1][0], jobs[1][1][:1], *jobs[1][2:])
-    sign_shard(half)
-    with h5py.File(jobs[0][0], "a") as f:
+    sign_shard(replace(jobs[1], tracks=jobs[1].tracks[:1]))
+    with h5py.File(jobs[0].path, "a") as f:
         f["signatures_p"][0] = np.full(f["signatures_p"].shape[1], 0.5, dtype=np.float32)
     db = build_database(path, generator, tracks, CFG, progress=False)
     marked = db.signatures["P"][db.song_ids.index(tracks[0].track_id)]
@@ -188,11 +192,16 @@ def test_ray_killed_worker_is_retried_and_the_map_completes(ray_cluster, tmp_pat
 
 
 def test_ray_tiny_study_writes_the_same_records_as_the_local_backend(ray_cluster, corpus, tmp_path):  # noqa: F811
-    """Two subset models trained in this process (local backend) and as two Ray tasks of one CPU each."""
+    """Two subset models trained in this process (local backend) and as two Ray tasks of one CPU each. The Ray
+    run starts from the codec and codes the local run fitted (made in this process on either backend), not from its
+    models."""
     folders = {}
     for backend in ("local", "ray"):
         configure(ParallelOptions(backend=backend, cpus=2, shard_size=SHARD))
-        cfg = tiny_cfg(corpus, tmp_path / backend, "ground_truth.n_models=2", "model.train.epochs=4")
+        cfg = tiny_cfg(corpus, tmp_path / backend, "ground_truth.n_models=2", "model.train.epochs=2")
+        if backend == "ray":
+            for shared in ("codecs", "codes"):
+                shutil.copytree(tmp_path / "local" / "cache" / shared, Path(cfg.paths.cache) / shared)
         study = open_study(load_corpus(cfg), OmegaConf.to_container(cfg.model, resolve=True), cfg.paths.cache,
                            cfg.ground_truth, progress=False)
         folders[backend] = study.folder / MODELS_DIR

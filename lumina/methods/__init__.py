@@ -26,6 +26,7 @@ METHODS: dict[str, str] = {
     "logra": "lumina.methods.gradient:run_logra",
     "factgrass": "lumina.methods.gradient:run_factgrass",
     "unlearning": "lumina.methods.gradient:run_unlearning",
+    "gradients": "lumina.methods.gradient:run_gradients",
     "symbolic": "lumina.methods.symbolic_retrieval:run",
 }
 """Method name → `module:function`. Only methods that really exist are listed."""
@@ -44,7 +45,8 @@ __all__ = ["METHODS", "NotConfigured", "RunContext", "get_method", "write_result
 
 def write_results(results: list[ScoreMatrix | NotConfigured], ctx: RunContext, *, seconds: float) -> list[Path]:
     """Write each setting's `scores.h5` + `run.json` (or a `run.json` saying why it is not configured) into
-    `<runs>/<experiment>/<method>/<setting>/`, stamped with the run's provenance at write time (the method's own
+    `<runs>/<experiment>/<method>/<setting>/` (the result's own method: `gradients` writes each method it derives
+    where that method's own run writes), stamped with the run's provenance at write time (the method's own
     fields under `method`, the model under attribution among the upstream artefacts when it was loaded);
     returns the folders."""
     provenance = ctx.provenance
@@ -52,7 +54,7 @@ def write_results(results: list[ScoreMatrix | NotConfigured], ctx: RunContext, *
         provenance = provenance.with_upstream(model=ctx.generator.identity())
     folders = []
     for result in results:
-        folder = ctx.layout.run_folder(ctx.options.name, result.setting)
+        folder = ctx.layout.run_folder(result.method, result.setting)
         if isinstance(result, NotConfigured):
             write_run(folder, {"method": result.method, "setting": result.setting, "status": "not configured",
                                "reason": result.reason}, provenance)

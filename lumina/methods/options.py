@@ -111,6 +111,20 @@ class FactGraSSOptions(LoGraOptions):
     blowup: int = option(4, "blow-up factor of the sparsified intermediate dimension")
 
 
+GRADIENT_PASS_METHODS = ("graddot", "gradcos", "tracin", "trak", "logra", "factgrass")
+"""The methods `+method=gradients` derives from one gradient pass (docs/baselines.md#the-shared-gradient-pass)."""
+
+
+@dataclass(frozen=True)
+class GradientsOptions(SegmentOptions):
+    name: str = option("gradients", "the method's registered name")
+    methods: tuple[str, ...] = option(GRADIENT_PASS_METHODS, "which of graddot, gradcos, tracin, trak, logra, "
+                                                             "factgrass to derive, each with its own defaults")
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
+        "help": "per-method options beyond their conf/method/NAME.yaml defaults, e.g. "
+                "+method.overrides.trak.proj_dim=4096"})
+
+
 @dataclass(frozen=True)
 class UnlearningOptions(SegmentOptions):
     name: str = option("unlearning", "the method's registered name")
@@ -197,7 +211,8 @@ class SymbolicOptions(MethodOptions):
 METHOD_OPTIONS: dict[str, type[MethodOptions]] = {
     "lumina": LuminaOptions, "trak": TrakOptions, "gradcos": GradCosOptions, "graddot": GradDotOptions,
     "tracin": TracInOptions, "logra": LoGraOptions, "factgrass": FactGraSSOptions, "unlearning": UnlearningOptions,
-    "embedding": EmbeddingOptions, "clap": ClapOptions, "mert": MertOptions, "symbolic": SymbolicOptions,
+    "gradients": GradientsOptions, "embedding": EmbeddingOptions, "clap": ClapOptions, "mert": MertOptions,
+    "symbolic": SymbolicOptions,
 }
 """Method name → its options dataclass (the keys of `lumina.methods.METHODS`)."""
 

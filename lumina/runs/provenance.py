@@ -11,6 +11,7 @@ Paths in provenance are relative to the project, the working directory the apps 
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -63,8 +64,15 @@ def machine() -> dict:
         cpu = names[0].strip() if names else cpu
     flags = cpu_flags()
     vector = next((f for f in ("avx512f", "avx2", "avx", "sse4_2", "asimd") if f in flags), "")
-    versions = {name: metadata.version(name) for name in ("numpy", "scipy", "torch")}
-    return {"processor": cpu, "vector": vector, "kernels": kernels_in_use(), "cores": os.cpu_count(), **versions}
+    return {"processor": cpu, "vector": vector, "kernels": kernels_in_use(), "cores": os.cpu_count(),
+            **_versions()}
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    """The installed versions of the numeric libraries, read once per process (each read scans the installed
+    packages' metadata: most of a stamp's time, and shard tasks stamp every commit)."""
+    return {name: metadata.version(name) for name in ("numpy", "scipy", "torch")}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +160,51 @@ def set_up_compressors(generator: Generator, compression: Compression) -> tuple[
     return module, layer_names, compressors
 
 
+def compressed_parameters(setup: tuple[nn.Module, list[str], list]) -> list[str]:
+    """The parameters whose per-example gradients `compressed_rows` reads: each compressed layer's weight, and its
+    bias when it has one."""
+    module, layer_names, _ = setup
+    layers = dict(module.named_modules())
+    return [f"{n}.{p}" for n in layer_names for p in ("weight", "bias") if getattr(layers[n], p) is not None]
+
+
+def sparsified_rows(setup: tuple[nn.Module, list[str], list], grads: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """dattri's first compression stage of each example and layer, (B, Σ_l k₁k₂), layers in the setup's order, from
+    the per-example gradients of `compressed_parameters` (weights (B, out, in), biases (B, out), by name), without
+    dattri's hooks; `projected_rows` applies the second stage.
+
+    dattri's hook compresses a layer's output gradients δ_t (out) and inputs x̃_t = [x_t, 1] (in + 1) factor by factor
+    and sums the outer products over the steps t: Σ_t (A₁ᵀδ_t)(A₂ᵀx̃_t)ᵀ = A₁ᵀ G A₂, where G = Σ_t δ_t x̃_tᵀ = [∂W | ∂b]
+    is the example's gradient of the weight with the bias as a last column (the hook differentiates the batch-mean
+    loss and multiplies by the batch size: the example's own loss). Here dattri's own factor maps A₁, A₂ (Gaussian
+    for LoGra, random masks for FactGraSS) are applied to G; the numbers equal the hook's up to float32 summation
+    order (the sum over steps comes first here)."""
+    _, layer_names, compressors = setup
+    out = []
+    for name, compressor in zip(layer_names, compressors, strict=True):
+        full = grads[f"{name}.weight"]
+        if f"{name}.bias" in grads:
+            full = torch.cat([full, grads[f"{name}.bias"][..., None]], dim=2)  # (B, out, in + 1)
+        b, rows, cols = full.shape
+        first, second = compressor.sparsifier.sparsifier_comp
+        left = first(full.transpose(1, 2).reshape(b * cols, rows), ensemble_id=0)  # (B·(in+1), k₁): Gᵀ A₁
+        k1 = left.shape[1]
+        both = second(left.reshape(b, cols, k1).transpose(1, 2).reshape(b * k1, cols), ensemble_id=0)  # A₁ᵀ G A₂
+        out.append(both.reshape(b, -1))  # flattened output-factor-major, as dattri's outer product
+    return torch.cat(out, dim=1)
+
+
+def projected_rows(setup: tuple[nn.Module, list[str], list], rows: torch.Tensor) -> torch.Tensor:
+    """dattri's second compression stage (LoGra: the identity; FactGraSS: the dense projection to k) of each layer's
+    block of `sparsified_rows` (n, Σ_l k₁k₂) → the compressed gradients (n, Σ_l k), as dattri's hooks give them."""
+    out, start = [], 0
+    for compressor in setup[2]:
+        k1, k2 = compressor.sparsifier.intermediate_dims
+        out.append(compressor.projector.forward(rows[:, start : start + k1 * k2]))
+        start += k1 * k2
+    return torch.cat(out, dim=1)
+
+
 def compress_batches(generator: Generator, setup: tuple[nn.Module, list[str], list], items: Sequence[Item],
                      todo: Sequence[tuple[int, np.ndarray]], folder: Path, batch_size: int) -> None:
     """Compute and cache the compressed per-example gradients of the batches `todo` (index b, item indices)."""
@@ -284,9 +329,15 @@ def block_projected(
             ))
             for what, items in (("train", train), ("queries", queries))
         ]
-    layer_names = setup[1]
+    return block_scores(feats[0], feats[1], setup[1], proj_dim, hessian=hessian, damping=damping)
+
+
+def block_scores(train: torch.Tensor, queries: torch.Tensor, layer_names: Sequence[str], proj_dim: int, *,
+                 hessian: str = "eFIM", damping: float | None = None) -> tuple[np.ndarray, dict]:
+    """LoGra's or FactGraSS's scores (N, Q) from compressed training (N, Σd) and query (Q, Σd) gradients of the
+    layers `layer_names` (k = `proj_dim` each), and what was compressed."""
     dims = [proj_dim] * len(layer_names)  # LoGra: √k × √k per layer; FactGraSS: projected to k per layer
-    if sum(dims) != feats[0].shape[1]:
-        raise ParameterError(f"compressed width {feats[0].shape[1]} does not match the layer dimensions {sum(dims)}")
-    scores = block_influence(feats[0], feats[1], dims, hessian=hessian, damping=damping).numpy()
+    if sum(dims) != train.shape[1]:
+        raise ParameterError(f"compressed width {train.shape[1]} does not match the layer dimensions {sum(dims)}")
+    scores = block_influence(train, queries, dims, hessian=hessian, damping=damping).numpy()
     return scores, {"layers": len(layer_names), "feature_dim": int(sum(dims))}

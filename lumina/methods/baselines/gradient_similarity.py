@@ -48,9 +48,9 @@ def inner_product_scores(
     below it, results are keyed by the items. The LM is left at the last checkpoint.
     """
     module = generator.loss_module()
-    total = np.zeros((len(train), len(queries)), dtype=np.float64)
     train_key, query_key = item_key(train), item_key(queries)
-    for c, weight in enumerate(weights):
+    per_checkpoint = []
+    for c in range(len(weights)):
         load_weights(module, checkpoints[c])
         where = cache / f"ckpt{c}"
         tag = f"[{c + 1}/{len(weights)}]"
@@ -65,19 +65,40 @@ def inner_product_scores(
             ))
             if progress:
                 print(f"projecting {len(train) + len(queries)} gradients to {proj_dim} dimensions {tag}")
-            features = project(torch.cat([t_grads, q_grads]).to(generator.device), proj_dim, proj_seed, ensemble_id=c)
-            t_feat, q_feat = features[: len(train)], features[len(train):]
-            dots, t_norm = to_numpy(t_feat @ q_feat.T), to_numpy(t_feat.norm(dim=1))
+            per_checkpoint.append(projected_inner(t_grads, q_grads, generator.device, proj_dim, proj_seed, c))
         else:
             q_feat = q_grads.to(generator.device)
             rows = example_rows(
-                generator, names, train, lambda g, q=q_feat: torch.cat([g @ q.T, g.norm(dim=1, keepdim=True)], 1),
+                generator, names, train, lambda g, q=q_feat: dots_and_norms(g, q),
                 where / f"train-dots-{train_key}-{query_key}",
                 batch_size=batch_size, desc=f"training gradients {tag}", progress=progress,
             )
-            dots, t_norm = rows[:, :-1], rows[:, -1]
+            per_checkpoint.append((rows[:, :-1], rows[:, -1], to_numpy(q_feat.norm(dim=1))))
+    return weighted_sum(per_checkpoint, weights, normalize=normalize)
+
+
+def dots_and_norms(grads: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """A batch's raw reduction: inner products of its gradients (B, D) with the query gradients (Q, D), and the
+    gradients' norms, side by side (B, Q + 1)."""
+    return torch.cat([grads @ queries.T, grads.norm(dim=1, keepdim=True)], 1)
+
+
+def projected_inner(t_grads: torch.Tensor, q_grads: torch.Tensor, device: torch.device, proj_dim: int,
+                    proj_seed: int, ensemble_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training (N, D) and query (Q, D) gradients projected together with dattri's ensemble `ensemble_id` on
+    `device`: inner products (N, Q), training norms (N,) and query norms (Q,) of the features."""
+    features = project(torch.cat([t_grads, q_grads]).to(device), proj_dim, proj_seed, ensemble_id=ensemble_id)
+    t_feat, q_feat = features[: len(t_grads)], features[len(t_grads):]
+    return to_numpy(t_feat @ q_feat.T), to_numpy(t_feat.norm(dim=1)), to_numpy(q_feat.norm(dim=1))
+
+
+def weighted_sum(per_checkpoint: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], weights: Sequence[float], *,
+                 normalize: bool = False) -> np.ndarray:
+    """Σ_c w_c · dots_c (N, Q), each checkpoint's dots divided by the training (N,) and query (Q,) norms first when
+    `normalize` (Grad-Cos); float64 sum, float32 result."""
+    total = np.zeros(per_checkpoint[0][0].shape, dtype=np.float64)
+    for (dots, t_norm, q_norm), weight in zip(per_checkpoint, weights, strict=True):
         if normalize:
-            q_norm = to_numpy(q_feat.norm(dim=1))
             dots = dots / np.maximum(t_norm, 1e-12)[:, None] / np.maximum(q_norm, 1e-12)[None, :]
         total += weight * dots
     return total.astype(np.float32)

@@ -69,7 +69,7 @@ def trak(
     """
     module = generator.loss_module()
     train_key, query_key = item_key(train), item_key(queries)
-    phis, phi_qs, spectra = [], [], []
+    features = []
     for c in sorted({c for c, _ in members}):
         load_weights(module, checkpoints[c])
         grads = [
@@ -80,13 +80,28 @@ def trak(
             for what, items, key in (("train", train, train_key), ("queries", queries, query_key))
         ]
         stacked = torch.cat(grads).to(generator.device)  # dattri projects on the generator's device
-        ids = [e for m, e in members if m == c]
-        for ensemble_id in tqdm(ids, desc=f"projections [checkpoint {c}]", disable=not progress, unit="member"):
-            features = project(stacked, proj_dim, proj_seed, ensemble_id=ensemble_id)
-            phis.append(features[: len(train)])
-            phi_qs.append(features[len(train):])
-            spectra.append(kernel_spectrum(phis[-1]))
-    scores = to_numpy(trak_scores(phis, phi_qs, regularization))
+        features += projected_members(stacked, len(train), [e for m, e in members if m == c], proj_dim, proj_seed,
+                                      desc=f"projections [checkpoint {c}]", progress=progress)
+    return trak_result(features, regularization, proj_dim)
+
+
+def projected_members(stacked: torch.Tensor, n_train: int, ensemble_ids: Sequence[int], proj_dim: int, proj_seed: int,
+                      *, desc: str = "projections", progress: bool = True
+                      ) -> list[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+    """One checkpoint's training and query gradients stacked (N + Q, D), projected with each of dattri's
+    `ensemble_ids`: per member the training features Φ (N, k), the query features (Q, k) and ΦᵀΦ's spectrum."""
+    out = []
+    for ensemble_id in tqdm(ensemble_ids, desc=desc, disable=not progress, unit="member"):
+        features = project(stacked, proj_dim, proj_seed, ensemble_id=ensemble_id)
+        out.append((features[:n_train], features[n_train:], kernel_spectrum(features[:n_train])))
+    return out
+
+
+def trak_result(features: Sequence[tuple[torch.Tensor, torch.Tensor, np.ndarray]], regularization: float,
+                proj_dim: int) -> tuple[np.ndarray, dict]:
+    """TRAK scores (N, Q) over the members' (Φ, query features, spectrum), and the kernel's diagnostics."""
+    spectra = [s for _, _, s in features]
+    scores = to_numpy(trak_scores([p for p, _, _ in features], [q for _, q, _ in features], regularization))
     mean_eigenvalue = float(np.mean([s.sum() / proj_dim for s in spectra]))
     return scores, {
         "kernel_top_eigenvalue": float(np.mean([s[0] for s in spectra])),

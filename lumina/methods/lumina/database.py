@@ -322,29 +322,48 @@ def extend(path: Path, generator, todo: Sequence[Track], config: SignatureConfig
             bar.set_postfix(skipped=n_skipped)
 
 
-def sign_shard(job: tuple[str, list[Track], SignatureConfig, int, int]) -> str:
+@dataclass(frozen=True)
+class ShardJob:
+    """One `sign_shard` task: the shard's database file, its tracks, the settings, the database's provenance (made
+    once by the caller: a task does not hash the model again), the commit batch size and the torch threads."""
+
+    path: str
+    tracks: list[Track]
+    config: SignatureConfig
+    provenance: dict
+    batch_size: int
+    threads: int
+
+
+def sign_shard(job: ShardJob) -> str:
     """A task: sign the tracks of one shard into its own database file (resuming what it holds) and return its
-    path. job: (shard path, tracks, config, batch size, torch threads)."""
-    path, tracks, config, batch_size, threads = job
-    torch.set_num_threads(threads)
+    path."""
+    torch.set_num_threads(job.threads)
     torch.use_deterministic_algorithms(True)
-    generator = worker_generator()
-    with cache_lock(path):
-        db = open_database(path, database_provenance(generator, config))
-        extend(Path(path), generator, unsigned(db, tracks), config, batch_size=batch_size, progress=False)
-    return path
+    with cache_lock(job.path):
+        db = open_database(job.path, job.provenance)
+        extend(Path(job.path), worker_generator(), unsigned(db, job.tracks), job.config, batch_size=job.batch_size,
+               progress=False)
+    return job.path
 
 
-def merge_shard(path: Path, shard: Path) -> None:
-    """Append a finished shard's rows and skipped tracks to the database at `path`, then delete the shard."""
-    with h5py.File(shard, "r") as f:
-        columns = {name: f[name][()] for name in f if f[name].shape[0]}
+def merge_shards(path: Path, shards: Sequence[Path]) -> None:
+    """Append the rows and skipped tracks of finished shards, in their order, to the database at `path` in one
+    commit, then delete the shards."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for shard in shards:
+        with h5py.File(shard, "r") as f:
+            for name in f:
+                if f[name].shape[0]:
+                    parts.setdefault(name, []).append(f[name][()])
+    columns = {name: np.concatenate(values) for name, values in parts.items()}
     _commit(path, {k: _strings(v) if v.dtype.kind in "OS" else v for k, v in columns.items()})
-    shard.unlink()
+    for shard in shards:
+        shard.unlink()
 
 
 def shard_jobs(path: Path, tracks: Sequence[Track], todo: Sequence[Track], config: SignatureConfig,
-               batch_size: int) -> list[tuple[str, list[Track], SignatureConfig, int, int]]:
+               provenance: dict, batch_size: int) -> list[ShardJob]:
     """The `sign_shard` jobs of `todo`: a shard is the unsigned tracks among `shard_size` consecutive tracks of
     `tracks`, written to `<path>.shards/<first>-<key>.h5`, its key naming its tracks and their contents (so a
     shard file left by an interrupted run is resumed, and a changed shard is never mixed in)."""
@@ -355,21 +374,29 @@ def shard_jobs(path: Path, tracks: Sequence[Track], todo: Sequence[Track], confi
         shard = [t for t in tracks[first : first + size] if (t.track_id, track_content(t)) in wanted]
         if shard:
             key = hashlib.sha256("|".join(f"{t.track_id}:{track_content(t)}" for t in shard).encode()).hexdigest()
-            jobs.append((str(path.with_name(path.name + ".shards") / f"{first:07d}-{key[:12]}.h5"), shard, config,
-                         batch_size, torch.get_num_threads()))
+            jobs.append(ShardJob(str(path.with_name(path.name + ".shards") / f"{first:07d}-{key[:12]}.h5"), shard,
+                                 config, provenance, batch_size, torch.get_num_threads()))
     return jobs
 
 
-def sign_sharded(path: Path, generator, tracks: Sequence[Track], todo: Sequence[Track], config: SignatureConfig, *,
-                 batch_size: int, progress: bool) -> None:
-    """Sign `todo` as tasks of `parallel_map` (`shard_jobs`), each shard merged into `path` in order. A task
-    runs with this process's torch thread count and requests as many CPUs (same threads, same bits)."""
-    jobs = shard_jobs(path, tracks, todo, config, batch_size)
+def sign_sharded(path: Path, generator, tracks: Sequence[Track], todo: Sequence[Track], config: SignatureConfig,
+                 provenance: dict, *, batch_size: int, progress: bool) -> None:
+    """Sign `todo` as tasks of `parallel_map` (`shard_jobs`). A task runs with this process's torch thread count
+    and requests as many CPUs (same threads, same bits). Finished shards are merged into `path` in catalogue
+    order while later ones run, in groups that hold at least as many tracks as this run merged before them: a
+    commit copies the database, so the copying grows with the tracks signed, not with their square."""
+    jobs = shard_jobs(path, tracks, todo, config, provenance, batch_size)
     results = parallel_map(sign_shard, jobs, initializer=use, initargs=(generator_handle(generator),),
                            cpus=torch.get_num_threads(), gpus=parallel_options().gpus_per_task)
-    for shard in tqdm(results, total=len(jobs), desc=f"LUMINA shards ({path.name})", disable=not progress,
-                      unit="shard"):
-        merge_shard(path, Path(shard))
+    finished: list[Path] = []
+    merged = waiting = 0
+    for number, (job, shard) in tqdm(enumerate(zip(jobs, results, strict=True), 1), total=len(jobs),
+                                     desc=f"LUMINA shards ({path.name})", disable=not progress, unit="shard"):
+        finished.append(Path(shard))
+        waiting += len(job.tracks)
+        if waiting >= merged or number == len(jobs):
+            merge_shards(path, finished)
+            merged, waiting, finished = merged + waiting, 0, []
 
 
 def build_database(
@@ -396,11 +423,12 @@ def build_database(
     if len(set(ids)) != len(ids):
         raise ParameterError(f"duplicated track ids: {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
     tracks = [with_audio_sha(t) for t in tracks]
+    provenance = database_provenance(generator, config)
     with cache_lock(path):
-        db = open_database(path, database_provenance(generator, config))
+        db = open_database(path, provenance)
         todo = unsigned(db, tracks)
         if distributed() and todo:
-            sign_sharded(path, generator, tracks, todo, config, batch_size=batch_size, progress=progress)
+            sign_sharded(path, generator, tracks, todo, config, provenance, batch_size=batch_size, progress=progress)
         else:
             extend(path, generator, todo, config, batch_size=batch_size, progress=progress)
         return read_database(path).view(tracks, catalogue_key)
