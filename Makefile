@@ -30,7 +30,7 @@ demo: install
 test: install
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 # Every committed table in results/: the whole study for each seed of SEEDS (experiments.seeds runs scripts/study.sh
 # per seed; resumable per stage,

@@ -1,8 +1,16 @@
-"""Shared fixtures: data configs and a tiny embedded corpus built once per test session (about 10 s)."""
+"""Shared fixtures: data configs and a tiny embedded corpus built once per test session (about 25 s), whichever
+pytest-xdist worker needs it first (`make test` runs two)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two pytest-xdist workers: numba's on-disk cache is not
+    # safe when two processes compile the same function at once (execution.parallel_map's `first_here`), so each
+    # worker, and every process it spawns, compiles into a cache of its own
+    os.environ["NUMBA_CACHE_DIR"] = str(Path(os.environ.get("NUMBA_CACHE_DIR", "outputs/cache/numba"))
+                                        / f"pytest-{os.environ['PYTEST_XDIST_WORKER']}")
 
 import pytest
 from omegaconf import OmegaConf
@@ -10,6 +18,7 @@ from omegaconf import OmegaConf
 import execution  # noqa: F401  (first: pins numpy's and torch's kernels before they load, execution/kernels.py)
 from lumina.data.corpus import build_corpus
 from lumina.data.manifest import Manifest
+from lumina.runs.locking import cache_lock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,11 +53,19 @@ def tiny_music21_cfg() -> dict:
 
 @pytest.fixture(scope="session")
 def corpus_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache root shared by the session's corpus builds (parsed scores are reused across builds)."""
-    return tmp_path_factory.mktemp("cache")
+    """A cache root shared by the session's corpus builds (parsed scores are reused across builds) and by its
+    pytest-xdist workers (the folder above a worker's temporary folder is the session's). Corpora built here are
+    read by tests running at once in the other worker: a test that changes one works on a copy."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    (shared / "corpus-cache").mkdir(exist_ok=True)
+    return shared / "corpus-cache"
 
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tiny_music21_cfg: dict, corpus_cache: Path) -> Manifest:
-    """The tiny embedded corpus (seed 0), built with two worker processes: 12 train, 18 query, 4 control."""
-    return build_corpus(tiny_music21_cfg, corpus_cache, threads=2, progress=False)
+    """The tiny embedded corpus (seed 0), built with two worker processes: 12 train, 18 query, 4 control. Built
+    under a lock: the first worker to ask builds it, the other waits and reads the cached build."""
+    with cache_lock(corpus_cache / "tiny-corpus"):
+        return build_corpus(tiny_music21_cfg, corpus_cache, threads=2, progress=False)

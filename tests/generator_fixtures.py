@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from lumina.models.codecs.chroma_mel import EmbeddedCodec, EmbeddedCodecConfig
 from lumina.models.musicgen import LMConfig, MusicgenGenerator, build_musicgen
 from lumina.models.text import WordTokenizer
+from tests.tones import tone
 
-SR = 32000
 TINY_CODEC = EmbeddedCodecConfig(pitch_codebook_size=8, codebook_size=16, n_mels=32, kmeans_iterations=20)
 TINY_LM = LMConfig(num_layers=4, hidden_size=32, num_heads=2, ffn_dim=64, text_hidden_size=16, text_layers=1,
                    text_heads=2, max_frames=256)
 DESCRIPTIONS = ["piano bach", "violin folk", "flute bach", "organ palestrina"]
-
-
-def tone(freqs: list[float], seconds: float = 1.0, seed: int = 0) -> np.ndarray:
-    """A sum of harmonic tones with a little noise, shape (n,) at 32 kHz."""
-    t = np.arange(int(seconds * SR)) / SR
-    rng = np.random.default_rng(seed)
-    audio = sum(np.sin(2 * np.pi * f * t) * np.exp(-t % 0.5) for f in freqs) + 0.01 * rng.standard_normal(t.size)
-    return (0.3 * audio / np.abs(audio).max()).astype(np.float32)
 
 
 def tiny_generator(seed: int = 0) -> MusicgenGenerator:

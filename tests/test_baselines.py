@@ -18,7 +18,8 @@ from lumina.methods.baselines.weights import load_weights, make_task, weights_co
 from lumina.models.capture import capture_gradients, only_requiring_grad
 from lumina.models.protocol import Item
 from lumina.models.training import save_checkpoint
-from tests.generator_fixtures import DESCRIPTIONS, tiny_generator, tone
+from tests.generator_fixtures import DESCRIPTIONS, tiny_generator
+from tests.tones import tone
 
 
 @pytest.fixture(scope="module")

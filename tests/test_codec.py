@@ -22,7 +22,8 @@ from lumina.models.codecs.encodec import EncodecCodec
 from lumina.models.codecs.probe import chance_rate, probe, recovery_rate
 from lumina.models.musicgen import MusicgenGenerator, build_musicgen
 from tests.conftest import data_config
-from tests.generator_fixtures import TINY_CODEC, TINY_LM, tone
+from tests.generator_fixtures import TINY_CODEC, TINY_LM
+from tests.tones import tone
 
 PROBE_CORPUS = {
     "train_pieces": 24,
@@ -96,7 +97,7 @@ def test_embedded_codec_decode_inverts_the_mel_filterbank(tiny_codec):
 
 FIT_IN_CHILD = """
 from lumina.models.codecs.chroma_mel import EmbeddedCodec, EmbeddedCodecConfig
-from tests.generator_fixtures import tone
+from tests.tones import tone
 audios = [tone([110 * 2 ** (i / 7), 165 * 2 ** (i / 5)], seconds=2.0, seed=i) for i in range(12)]
 codec = EmbeddedCodec.fit(audios, EmbeddedCodecConfig(pitch_codebook_size=32, codebook_size=64))
 print(codec.identity(), "".join(map(str, codec.encode(audios[0]).ravel()[:200])))

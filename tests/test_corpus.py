@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -172,7 +173,12 @@ def test_held_out_and_control_are_unseen(tiny_corpus: Manifest, tiny_music21_cfg
 # --- the embedded corpus: determinism and caching ----------------------------------------------------------------
 
 def test_same_seed_gives_identical_audio_in_another_process(tiny_corpus: Manifest, tiny_music21_cfg: dict,
-                                                             tmp_path: Path) -> None:
+                                                             corpus_cache: Path, tmp_path: Path) -> None:
+    """A fresh process with one worker renders the same bytes (it reads the session's parsed scores: the rendering,
+    seeded, is what could differ; music21's parse of a file is the same in any process)."""
+    for parsed in (corpus_cache / "corpus").glob("music21-scores-*"):
+        (tmp_path / "corpus").mkdir(exist_ok=True)
+        (tmp_path / "corpus" / parsed.name).symlink_to(parsed)
     script = (
         "import json, sys\n"
         "from lumina.data.corpus import build_corpus\n"
@@ -201,17 +207,25 @@ def test_another_seed_gives_another_corpus(tiny_corpus: Manifest, tiny_music21_c
 
 
 def test_cached_corpus_is_reused_and_an_interrupted_build_resumed(tiny_corpus: Manifest, tiny_music21_cfg: dict,
-                                                                   corpus_cache: Path) -> None:
-    hashes = audio_hashes(tiny_corpus)
-    stamps = {t: tiny_corpus.path_of(t).stat().st_mtime_ns for t in hashes}
-    again = build_corpus(tiny_music21_cfg, corpus_cache, threads=2, progress=False)
-    assert again.root == tiny_corpus.root and again.sha256() == tiny_corpus.sha256()
+                                                                   corpus_cache: Path, tmp_path: Path) -> None:
+    # on a copy of the session's tiny corpus (other tests read it meanwhile), its parsed scores shared
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_corpus.root, cache / "corpus" / tiny_corpus.root.name, copy_function=shutil.copy2)
+    for parsed in (corpus_cache / "corpus").glob("music21-scores-*"):
+        (cache / "corpus" / parsed.name).symlink_to(parsed)
+    copy = build_corpus(tiny_music21_cfg, cache, threads=2, progress=False)
+    assert copy.root == cache / "corpus" / tiny_corpus.root.name and copy.sha256() == tiny_corpus.sha256()
+    hashes = audio_hashes(copy)
+    assert hashes == audio_hashes(tiny_corpus)
+    stamps = {t: copy.path_of(t).stat().st_mtime_ns for t in hashes}
+    again = build_corpus(tiny_music21_cfg, cache, threads=2, progress=False)
+    assert again.root == copy.root and again.sha256() == copy.sha256()
     assert {t: again.path_of(t).stat().st_mtime_ns for t in hashes} == stamps, "nothing re-rendered"
     # a build cut short: its record says incomplete and one file is missing
-    record = json.loads((tiny_corpus.root / "build.json").read_text())
-    (tiny_corpus.root / "build.json").write_text(json.dumps(dict(record, complete=False)))
-    tiny_corpus.path_of("t0003").unlink()
-    resumed = build_corpus(tiny_music21_cfg, corpus_cache, threads=1, progress=False)
+    record = json.loads((copy.root / "build.json").read_text())
+    (copy.root / "build.json").write_text(json.dumps(dict(record, complete=False)))
+    copy.path_of("t0003").unlink()
+    resumed = build_corpus(tiny_music21_cfg, cache, threads=1, progress=False)
     assert audio_hashes(resumed) == hashes
     changed = {t for t in hashes if resumed.path_of(t).stat().st_mtime_ns != stamps[t]}
     assert changed == {"t0003"}, "only the missing file was rendered again"

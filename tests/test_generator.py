@@ -17,7 +17,8 @@ from lumina.models.capture import (
 )
 from lumina.models.musicgen import MusicgenGenerator
 from lumina.models.teacher_forcing import delay_pattern
-from tests.generator_fixtures import DESCRIPTIONS, tiny_generator, tone
+from tests.generator_fixtures import DESCRIPTIONS, tiny_generator
+from tests.tones import tone
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from lumina.models import embedded_recipe, training
 from lumina.runs.errors import ParameterError
 from lumina.runs.provenance import machine, stamp
 from lumina.runs.score_matrix import ScoreMatrix, write_run
-from tests.generator_fixtures import tone
+from tests.tones import tone
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 N_MODELS = 6

@@ -27,8 +27,8 @@ from lumina.methods.lumina.scoring import ScoringConfig
 from lumina.methods.lumina.signatures import SignatureConfig
 from lumina.methods.options import LuminaOptions
 from lumina.runs.layout import Layout
-from tests.generator_fixtures import SR, tone
 from tests.test_lumina_extraction import gen_dir, generator, one_thread  # noqa: F401  (tiny model, one thread)
+from tests.tones import SR, tone
 
 CFG = SignatureConfig(chunk_s=1.0)
 

@@ -49,7 +49,8 @@ from lumina.models.capture import capture_gradients
 from lumina.models.musicgen import MusicgenGenerator
 from lumina.runs.errors import CheckpointError, ParameterError
 from lumina.runs.layout import Layout
-from tests.generator_fixtures import SR, tiny_generator, tone
+from tests.generator_fixtures import tiny_generator
+from tests.tones import SR, tone
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = SignatureConfig(chunk_s=1.0)  # the tiny model takes at most 256 frames (5 s)

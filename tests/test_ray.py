@@ -38,8 +38,9 @@ from lumina.methods.lumina.signatures import SignatureConfig
 from lumina.models.musicgen import MusicgenGenerator
 from lumina.models.protocol import Item
 from lumina.models.remote import generator_handle, use
-from tests.generator_fixtures import SR, tiny_generator, tone
+from tests.generator_fixtures import tiny_generator
 from tests.test_ground_truth import corpus, tiny_cfg  # noqa: F401  (the tiny folder corpus and its config)
+from tests.tones import SR, tone
 
 ray = pytest.importorskip("ray")
 

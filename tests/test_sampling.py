@@ -13,7 +13,8 @@ from lumina.models.generate import GenerationSettings, generate_queries, generat
 from lumina.models.musicgen import MusicgenGenerator
 from lumina.models.teacher_forcing import delay_pattern
 from lumina.runs.errors import CorpusError
-from tests.generator_fixtures import DESCRIPTIONS, SR, tiny_generator, tone
+from tests.generator_fixtures import DESCRIPTIONS, tiny_generator
+from tests.tones import SR, tone
 
 
 def teacher_forcing_logits(generator, codes: np.ndarray, texts: list[str]) -> torch.Tensor:
