@@ -49,6 +49,9 @@ class ParallelOptions:
         "help": "ray: CPUs of the local cluster started when address is null (null: the threads setting)"})
     gpus_per_task: float = field(default=0.0, metadata={
         "help": "ray: GPUs each model stage's task requests (subset training, sharded extraction)"})
+    workers: int = field(default=1, metadata={
+        "help": "local: worker processes of the sharded extractions (LUMINA signatures, per-example gradients), "
+                "each with the caller's torch threads; 1 extracts in the calling process"})
     shard_size: int = field(default=8, metadata={
         "help": "items per shard of a sharded extraction (tracks for LUMINA, examples for the gradient methods)"})
     max_retries: int = field(default=3, metadata={"help": "ray: runs of a task again after its worker died"})
@@ -56,9 +59,9 @@ class ParallelOptions:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"parallel.backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.shard_size < 1 or self.max_retries < 0:
-            raise ValueError(f"parallel.shard_size must be >= 1 and max_retries >= 0, got {self.shard_size}, "
-                             f"{self.max_retries}")
+        if self.shard_size < 1 or self.max_retries < 0 or self.workers < 1:
+            raise ValueError(f"parallel.shard_size and parallel.workers must be >= 1 and max_retries >= 0, got "
+                             f"{self.shard_size}, {self.workers}, {self.max_retries}")
 
 
 _OPTIONS = ParallelOptions()
@@ -76,8 +79,9 @@ def options() -> ParallelOptions:
 
 
 def distributed() -> bool:
-    """Whether stages that can shard their work over tasks should (the `ray` backend)."""
-    return _OPTIONS.backend == "ray"
+    """Whether stages that can shard their work over tasks should: on the `ray` backend, or on the local one with
+    `workers` > 1 (shards in that many worker processes)."""
+    return _OPTIONS.backend == "ray" or _OPTIONS.workers > 1
 
 
 def parallel_map(

@@ -18,7 +18,6 @@ from omegaconf import OmegaConf
 import execution  # noqa: F401  (first: pins numpy's and torch's kernels before they load, execution/kernels.py)
 from lumina.data.corpus import build_corpus
 from lumina.data.manifest import Manifest
-from lumina.runs.locking import cache_lock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +64,6 @@ def corpus_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tiny_music21_cfg: dict, corpus_cache: Path) -> Manifest:
-    """The tiny embedded corpus (seed 0), built with two worker processes: 12 train, 18 query, 4 control. Built
-    under a lock: the first worker to ask builds it, the other waits and reads the cached build."""
-    with cache_lock(corpus_cache / "tiny-corpus"):
-        return build_corpus(tiny_music21_cfg, corpus_cache, threads=2, progress=False)
+    """The tiny embedded corpus (seed 0), built with two worker processes: 12 train, 18 query, 4 control. The first
+    pytest-xdist worker to ask builds it; the other waits on the build's lock and reads it (`build_corpus`)."""
+    return build_corpus(tiny_music21_cfg, corpus_cache, threads=2, progress=False)

@@ -106,6 +106,21 @@ def test_ray_sharded_signatures_equal_the_local_ones_bit_for_bit(ray_cluster, tm
         assert [w["rows"] for w in json.loads(f.attrs["writes_json"])] == [0, 2, 2, 3]
 
 
+def test_local_worker_processes_shard_the_signatures_with_the_same_bits(ray_cluster, tmp_path, generator, tracks,
+                                                                       local_db):
+    """`parallel.workers=2` on the local backend: the shards are signed in two spawned processes (one torch thread
+    each, as here) and merged as on Ray; the database holds the bits of one signed in this process."""
+    configure(ParallelOptions(workers=2, shard_size=SHARD))
+    try:
+        db = build_database(tmp_path / "db.h5", generator, tracks, CFG, progress=False)
+    finally:
+        configure(ParallelOptions(backend="ray", cpus=2, shard_size=SHARD))
+    assert_same_database(db, local_db)
+    assert not list((tmp_path / "db.h5.shards").glob("*.h5"))
+    with h5py.File(tmp_path / "db.h5", "r") as f:  # the shards' merges, as on Ray
+        assert [w["rows"] for w in json.loads(f.attrs["writes_json"])] == [0, 2, 2, 3]
+
+
 def test_ray_interrupted_sharded_signing_resumes_from_the_shards_written(ray_cluster, tmp_path, generator, tracks,
                                                                           local_db):
     """A previous run left shard 0 finished and shard 1 half done. Shard 0's stored rows are marked, so the

@@ -16,6 +16,7 @@ from lumina.data.manifest import Manifest
 from lumina.runs.errors import CorpusError, ParameterError
 from lumina.runs.layout import corpus_dir as corpus_dir_of
 from lumina.runs.layout import corpus_root
+from lumina.runs.locking import cache_lock
 
 BUILDERS = {"music21": embedded, "folder": folder, "symbolic": symbolic_corpus}
 """Builder name → module with `cache_key(cfg, corpus_root, *, threads, progress) -> str` (the hash in the corpus
@@ -48,8 +49,9 @@ def build_corpus(data_cfg: Mapping, cache_root: str | Path, *, threads: int = 2,
     """Build the corpus a `data` config describes, or reuse its cached build, and return its manifest.
 
     `threads` worker processes render (music21), or threads read (folder), the files; it does not change the
-    result.
+    result. The build holds the corpus folder's lock: an app building the same corpus meanwhile waits for it.
     """
     cfg = plain_config(data_cfg)
     out_dir = corpus_dir(cfg, cache_root, threads=threads, progress=progress)
-    return BUILDERS[cfg["builder"]].build(cfg, out_dir, threads=threads, progress=progress)
+    with cache_lock(out_dir):  # two apps building the same corpus at once: the second waits, then reuses it
+        return BUILDERS[cfg["builder"]].build(cfg, out_dir, threads=threads, progress=progress)

@@ -262,7 +262,8 @@ def compressed_gradients(
                                  batch_size=batch_size, threads=threads)
         shards = [missing[i : i + per_task] for i in range(0, len(missing), per_task)]
         for _ in tqdm(parallel_map(task, shards, initializer=use, initargs=(generator_handle(generator),),
-                                   cpus=threads, gpus=parallel_options().gpus_per_task),
+                                   workers=parallel_options().workers, cpus=threads,
+                                   gpus=parallel_options().gpus_per_task),
                       total=len(shards), desc=f"{desc} (shards)", disable=not progress, unit="shard"):
             pass
     else:

@@ -109,7 +109,8 @@ def example_rows(
         task = functools.partial(rows_shard, names=names, items=items, reduce=reduce, folder=folder,
                                  batch_size=batch_size, threads=threads)
         results = parallel_map(task, shards, initializer=use, initargs=(generator_handle(generator),),
-                               cpus=threads, gpus=parallel_options().gpus_per_task)
+                               workers=parallel_options().workers, cpus=threads,
+                               gpus=parallel_options().gpus_per_task)
         for _ in tqdm(results, total=len(shards), desc=f"{desc} (shards)", disable=not progress or not shards,
                       unit="shard"):
             pass

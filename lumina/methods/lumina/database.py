@@ -387,7 +387,8 @@ def sign_sharded(path: Path, generator, tracks: Sequence[Track], todo: Sequence[
     commit copies the database, so the copying grows with the tracks signed, not with their square."""
     jobs = shard_jobs(path, tracks, todo, config, provenance, batch_size)
     results = parallel_map(sign_shard, jobs, initializer=use, initargs=(generator_handle(generator),),
-                           cpus=torch.get_num_threads(), gpus=parallel_options().gpus_per_task)
+                           workers=parallel_options().workers, cpus=torch.get_num_threads(),
+                           gpus=parallel_options().gpus_per_task)
     finished: list[Path] = []
     merged = waiting = 0
     for number, (job, shard) in tqdm(enumerate(zip(jobs, results, strict=True), 1), total=len(jobs),
