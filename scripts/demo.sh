@@ -14,8 +14,11 @@ started=$(date +%s)
 mkdir -p outputs
 # Aria's features of the catalogue (what the leaderboard and the report read), in one background process at a
 # lower priority: it takes the cycles the training leaves (the codec's fit and the training use less than the
-# two cores); the corpus is built once, whichever process gets to it first.
-nice -n 10 "$PY" -m experiments.features aria.workers=1 progress=false > outputs/demo-features.log 2>&1 &
+# two cores); the corpus is built once, whichever process gets to it first. It compiles librosa's numba functions
+# into a cache of its own: numba's on-disk cache is not safe when two processes compile the same function at
+# once (on a cold cache the codec's fit and this process did, and the fit crashed).
+NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-outputs/cache/numba}/background" \
+  nice -n 10 "$PY" -m experiments.features aria.workers=1 progress=false > outputs/demo-features.log 2>&1 &
 features=$!
 stage "corpus+training" "$PY" -m experiments.train
 stage "generated clips" "$PY" -m experiments.generate
