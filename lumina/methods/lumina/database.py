@@ -388,7 +388,7 @@ def sign_sharded(path: Path, generator, tracks: Sequence[Track], todo: Sequence[
     jobs = shard_jobs(path, tracks, todo, config, provenance, batch_size)
     results = parallel_map(sign_shard, jobs, initializer=use, initargs=(generator_handle(generator),),
                            workers=parallel_options().workers, cpus=torch.get_num_threads(),
-                           gpus=parallel_options().gpus_per_task)
+                           gpus=parallel_options().gpus_per_task, first_here=True)  # numba compiles once
     finished: list[Path] = []
     merged = waiting = 0
     for number, (job, shard) in tqdm(enumerate(zip(jobs, results, strict=True), 1), total=len(jobs),
