@@ -1,6 +1,7 @@
 """The shared gradient pass (`+method=gradients`) against each method's own path, on a tiny corpus and trained model:
 every derived score matrix equals what `+method=NAME` computes (bit for bit where the arithmetic is the same, else
 within a stated tolerance), is written where that run writes it, and the pass resumes from its per-batch cache."""
+# ruff: noqa: F811  (the fixtures imported from test_baselines_methods are arguments here)
 
 from __future__ import annotations
 
@@ -26,13 +27,12 @@ from lumina.methods.baselines.gradient_pass import Columns, Differentiate
 from lumina.methods.baselines.gradients import parameter_order, per_example_gradients
 from lumina.methods.gradient import gradients_options, segment_corpus
 from lumina.methods.options import GRADIENT_PASS_METHODS, METHOD_OPTIONS, options_for
-from lumina.models.embedded_recipe import EmbeddedModelConfig, train_embedded
 from lumina.models.music_transformer import ArchConfig, MusicTransformerGenerator, build_model
 from lumina.models.protocol import Item
-from lumina.models.training import TrainConfig
 from lumina.runs.errors import ParameterError
 from lumina.runs.layout import Layout
-from tests.generator_fixtures import DESCRIPTIONS, TINY_CODEC, TINY_LM, tiny_generator
+from tests.generator_fixtures import DESCRIPTIONS, tiny_generator
+from tests.test_baselines_methods import corpus, load_generator  # noqa: F401  (module fixtures)
 
 SMALL = {
     "graddot": {},  # every LM parameter, as the default
@@ -63,20 +63,6 @@ TOLERANCE = {
 None = identical bits."""
 
 TRAK_DIAGNOSTICS = ("kernel_top_eigenvalue", "kernel_mean_eigenvalue", "regularization_over_mean_eigenvalue")
-
-
-@pytest.fixture(scope="module")
-def corpus(tiny_corpus):
-    """Four training tracks of 3 s (12 segments of 1 s) and three queries."""
-    return tiny_corpus.subset(tiny_corpus.train_ids[:4] + tiny_corpus.query_ids[:3])
-
-
-@pytest.fixture(scope="module")
-def load_generator(corpus, tmp_path_factory):
-    config = EmbeddedModelConfig(codec=TINY_CODEC, lm=TINY_LM, train=TrainConfig(
-        epochs=2, batch_size=2, crop_frames=48, warmup_steps=1, checkpoints=2, resume_every=1000))
-    cache = tmp_path_factory.mktemp("models")
-    return lambda train_ids=None: train_embedded(corpus, config, cache, train_ids=train_ids, progress=False)
 
 
 def own_context(name: str, corpus, load_generator, root: Path):
